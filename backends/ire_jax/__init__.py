@@ -1,0 +1,1 @@
+"""ire_jax: IRE as optax gradient transformations."""

@@ -1,0 +1,1 @@
+"""ire_keras: IRE as Keras 3 optimizers."""

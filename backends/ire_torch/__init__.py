@@ -1,0 +1,1 @@
+"""ire_torch: IRE as torch.optim optimizers."""

@@ -1,0 +1,1 @@
+"""Cross-backend conformance: one scenario suite, one driver per backend."""

@@ -1,0 +1,34 @@
+"""Small helpers over the array API namespace of the arrays at hand."""
+
+from __future__ import annotations
+
+import numbers
+
+from array_api_compat import array_namespace
+
+
+def namespace(*arrays):
+    """The array API namespace of ``arrays`` (NumPy, torch, JAX, …)."""
+    return array_namespace(*arrays)
+
+
+def is_scalar(value) -> bool:
+    """True for Python numbers, False for arrays (possibly traced)."""
+    return isinstance(value, numbers.Number)
+
+
+def ranking_dtype(xp, dtypes):
+    """The dtype curvature is ranked in: the common dtype, at least float32.
+
+    Half-precision curvature would tie most coordinates, so bfloat16 and
+    float16 estimates are compared in float32.
+    """
+    return xp.result_type(xp.float32, *dtypes)
+
+
+def as_dtype_of(xp, value, reference):
+    """``value`` as an array of ``reference``'s dtype, or as is if a Python
+    number (Python numbers keep the array's dtype under promotion)."""
+    if is_scalar(value):
+        return value
+    return xp.astype(xp.asarray(value), reference.dtype)

@@ -1,0 +1,181 @@
+"""Global flat-mask selection (IRE_SPEC, "Flat-mask selection").
+
+From per-coordinate curvature values ĥ over all tensors of the model::
+
+    N = number of coordinates,  k = ⌊γ·N⌋,  τ = k-th smallest ĥ,
+    flat_i = ĥ_i <= τ  (ties at τ are all flat),  k = 0 → nothing flat.
+
+Non-finite ĥ_i are never flat; if no value is finite the previous mask is
+kept. Everything is written with array operations only (no branching on array
+values), so it runs eagerly on NumPy/torch and traced under ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Sequence
+
+from ._xp import is_scalar, namespace, ranking_dtype
+
+
+class FlatMask(NamedTuple):
+    """Result of a flat-mask selection.
+
+    Attributes:
+      mask: one boolean array per curvature tensor, True where flat.
+      threshold: τ, the k-th smallest curvature (+inf when k = 0 or nothing
+        is finite).
+      flat_count: the number of coordinates marked flat.
+    """
+
+    mask: list
+    threshold: object
+    flat_count: object
+
+
+class MaskStats(NamedTuple):
+    """Monitoring view of a mask.
+
+    Attributes:
+      flat_count: coordinates marked flat.
+      total: coordinates in the model.
+      flat_fraction: ``flat_count / total``.
+      per_tensor: flat fraction of each tensor, in the order given.
+    """
+
+    flat_count: object
+    total: int
+    flat_fraction: object
+    per_tensor: list
+
+
+def flat_count(flat_fraction, total: int):
+    """k = ⌊γ·N⌋, robust to γ·N landing a hair below an integer.
+
+    ``0.29 * 100`` is ``28.999999999999996`` in binary floating point; the
+    product is nudged up by two units in the last place before flooring, so
+    k is the count a person computing γ·N by hand expects.
+
+    Args:
+      flat_fraction: γ in [0, 1], a Python number or a 0-d float array.
+      total: N, the number of coordinates.
+
+    Returns:
+      A Python int, or a 0-d integer array when γ is an array.
+
+    Example:
+      >>> flat_count(0.29, 100), flat_count(0.6, 7), flat_count(0.0, 5)
+      (29, 4, 0)
+    """
+    if is_scalar(flat_fraction):
+        return min(total, math.floor(flat_fraction * total * (1.0 + 4.4e-16)))
+    xp = namespace(flat_fraction)
+    eps = xp.finfo(flat_fraction.dtype).eps
+    k = xp.clip(xp.floor(flat_fraction * total * (1.0 + 2.0 * eps)), 0, total)
+    return xp.astype(k, _count_dtype(xp, total))
+
+
+def _count_dtype(xp, total: int):
+    # int32 where it suffices: JAX without x64 has no int64.
+    return xp.int32 if total < 2**31 else xp.int64
+
+
+def selection_values(curvatures: Sequence) -> tuple[list, list]:
+    """ĥ prepared for ranking: ``|ĥ|`` in the ranking dtype, non-finite
+    values replaced by +inf. Returns ``(values, finite)`` per tensor."""
+    xp = namespace(*curvatures)
+    dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
+    values, finite = [], []
+    for h in curvatures:
+        h = xp.astype(h, dtype)
+        ok = xp.isfinite(h)
+        values.append(xp.where(ok, xp.abs(h), xp.asarray(xp.inf, dtype=dtype)))
+        finite.append(ok)
+    return values, finite
+
+
+def exact_threshold(values: Sequence, k):
+    """τ = the k-th smallest of all ``values`` (1-indexed; +inf for k = 0).
+
+    This is the one place a streaming, sampled or distributed selection can
+    replace: any function ``(values, k) -> τ`` with the same meaning.
+    """
+    xp = namespace(*values)
+    flat = xp.concat([xp.reshape(v, (-1,)) for v in values])
+    n = flat.shape[0]
+    if is_scalar(k):
+        if k <= 0 or n == 0:
+            return xp.asarray(xp.inf, dtype=flat.dtype)
+        return xp.sort(flat)[k - 1]
+    ordered = xp.sort(flat)
+    tau = ordered[xp.clip(k - 1, 0, n - 1)]
+    return xp.where(k > 0, tau, xp.asarray(xp.inf, dtype=flat.dtype))
+
+
+def select_flat_mask(
+    curvatures: Sequence,
+    flat_fraction,
+    previous: Sequence | None = None,
+    threshold_fn: Callable = exact_threshold,
+) -> FlatMask:
+    """Marks the flattest fraction γ of all coordinates of the model.
+
+    Args:
+      curvatures: per-tensor curvature estimates ĥ (any sign; |·| is taken).
+      flat_fraction: γ in [0, 1] (Python number or 0-d array).
+      previous: the mask in force, kept when no estimate is finite. ``None``
+        means "nothing flat".
+      threshold_fn: ``(values, k) -> τ``; :func:`exact_threshold` by default.
+
+    Returns:
+      A :class:`FlatMask`.
+
+    Example:
+      >>> import numpy as np
+      >>> h = [np.array([3.0, 1.0]), np.array([[2.0, np.nan], [0.5, 4.0]])]
+      >>> result = select_flat_mask(h, flat_fraction=0.5)
+      >>> [m.tolist() for m in result.mask], float(result.threshold)
+      ([[False, True], [[True, False], [True, False]]], 2.0)
+    """
+    if not curvatures:
+        raise ValueError("curvatures must hold at least one tensor, got an empty sequence")
+    xp = namespace(*curvatures)
+    values, finite = selection_values(curvatures)
+    total = sum(math.prod(v.shape) for v in values)
+    k = flat_count(flat_fraction, total)
+    tau = threshold_fn(values, k)
+    any_finite = xp.any(xp.stack([xp.any(f) for f in finite]))
+    positive = xp.asarray(k > 0) if is_scalar(k) else k > 0
+    if previous is None:
+        previous = [xp.zeros(v.shape, dtype=xp.bool) for v in values]
+    mask = [
+        xp.where(any_finite, (v <= tau) & f & positive, prev)
+        for v, f, prev in zip(values, finite, previous)
+    ]
+    return FlatMask(mask, tau, _total_count(xp, mask, total))
+
+
+def _total_count(xp, mask, total):
+    dtype = _count_dtype(xp, total)
+    return xp.sum(xp.stack([xp.sum(xp.astype(m, dtype)) for m in mask]))
+
+
+def mask_statistics(mask: Sequence) -> MaskStats:
+    """Flat count and flat fraction, overall and per tensor.
+
+    Values are arrays of the mask's framework (no host transfer); call
+    ``float()`` on them to log.
+
+    Example:
+      >>> import numpy as np
+      >>> stats = mask_statistics([np.array([True, False]), np.array([True, True])])
+      >>> int(stats.flat_count), stats.total, float(stats.flat_fraction)
+      (3, 4, 0.75)
+    """
+    xp = namespace(*mask)
+    sizes = [math.prod(m.shape) for m in mask]
+    total = sum(sizes)
+    counts = [xp.sum(xp.astype(m, _count_dtype(xp, total))) for m in mask]
+    count = xp.sum(xp.stack(counts))
+    per_tensor = [xp.astype(c, xp.float32) / max(s, 1) for c, s in zip(counts, sizes)]
+    return MaskStats(count, total, xp.astype(count, xp.float32) / max(total, 1), per_tensor)
