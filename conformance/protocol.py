@@ -50,7 +50,8 @@ refreshes happen on the steps where ``ire_core.is_refresh_step`` is true, and
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 

@@ -13,7 +13,7 @@ leaves everything unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._xp import as_dtype_of, namespace
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Callable, Union
+from collections.abc import Callable
 
 ESTIMATORS = ("gradient", "fisher", "hutchinson", "exact")
 """Names of the built-in curvature estimators (see ``docs/estimators.md``)."""
 
-Schedule = Union[float, Callable[[int], float]]
+Schedule = float | Callable[[int], float]
 """A constant, or a function of the 0-based optimizer step."""
 
-Estimator = Union[str, Callable]
+Estimator = str | Callable
 
 
 def _is_real(value) -> bool:
@@ -143,6 +143,6 @@ class IREConfig:
         check_bool(self.adaptive, "adaptive")
         check_positive(self.sam_eps, "sam_eps")
 
-    def replace(self, **changes) -> "IREConfig":
+    def replace(self, **changes) -> IREConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

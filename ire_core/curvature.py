@@ -7,7 +7,7 @@ way on every backend.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._xp import namespace
 

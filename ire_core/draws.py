@@ -7,7 +7,7 @@ backend, so each ``(seed, step)`` names exactly one set of values.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -13,7 +13,8 @@ values), so it runs eagerly on NumPy/torch and traced under ``jax.jit``.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from ._xp import is_scalar, namespace, ranking_dtype
 

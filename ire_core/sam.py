@@ -6,7 +6,7 @@ e = ρ·T²g / (‖T g‖ + eps). Norms run over the whole model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._xp import namespace
 
