@@ -48,7 +48,7 @@ def lint(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     """ire_core and its NumPy reference, with NumPy as the only framework."""
     install(session, "test")
-    pytest(session, "tests/core", "--doctest-modules", "ire_core")
+    pytest(session, "tests/core", "--doctest-modules", "--pyargs", "ire_core")
 
 
 @nox.session
