@@ -298,7 +298,8 @@ def _dense_quadratic(rng, d=8, condition=1e3):
     eigenvalues = np.geomspace(4.0 / condition, 4.0, d)
     a = (basis * eigenvalues) @ basis.T
     a = 0.5 * (a + a.T)
-    return [rng.normal(size=d)], {"A": a, "b": rng.normal(size=d)}
+    minimizer = rng.normal(size=d)
+    return [rng.normal(size=d)], {"A": a, "b": a @ minimizer}
 
 
 def _classification_data(rng, n, f, c):
