@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from .reference_driver import ReferenceDriver
@@ -87,12 +88,21 @@ def _load(module_name: str, make, names: tuple) -> list:
         return [UnavailableDriver(name, reason) for name in names]
 
 
-def backend_drivers() -> list:
-    """The backend drivers (not the reference), available or not."""
+@functools.cache
+def _backend_drivers() -> tuple:
     drivers = []
     for module_name, make, names in _BACKENDS:
         drivers.extend(_load(module_name, make, names))
-    return drivers
+    return tuple(drivers)
+
+
+def backend_drivers() -> list:
+    """The backend drivers (not the reference), available or not.
+
+    They are built once per process (importing a framework is slow), so
+    every caller gets the same driver objects.
+    """
+    return list(_backend_drivers())
 
 
 def all_drivers() -> list:
