@@ -25,8 +25,8 @@ import dataclasses
 import importlib.metadata
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .compare import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, Comparison
 from .protocol import Scenario

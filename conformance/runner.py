@@ -25,7 +25,7 @@ from .scenarios import get_scenario
 __all__ = ["check", "reference_run"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_run(name: str) -> ReferenceRun:
     return ReferenceDriver().run_detailed(get_scenario(name))
 
@@ -54,7 +54,7 @@ def check(driver, scenario: Scenario) -> Comparison:
     start = time.perf_counter()
     try:
         trajectory = driver.run(scenario)
-    except Exception as error:  # noqa: BLE001 - reported in the cell
+    except Exception as error:  # reported in the cell
         return driver_failure(driver.name, scenario, error)
     seconds = time.perf_counter() - start
     result = compare(trajectory, reference, scenario, driver.name)

@@ -78,12 +78,12 @@ def _load(module_name: str, make, names: tuple) -> list:
         else:
             reason = f"{qualified} needs {error.name!r}, which is not installed"
         return [UnavailableDriver(name, reason) for name in names]
-    except Exception as error:  # noqa: BLE001 - any import failure is a skip reason
+    except Exception as error:  # any import failure is a skip reason
         reason = f"{qualified} failed to import: {type(error).__name__}: {error}"
         return [UnavailableDriver(name, reason) for name in names]
     try:
         return make(module)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         reason = f"{qualified} could not build its drivers: {type(error).__name__}: {error}"
         return [UnavailableDriver(name, reason) for name in names]
 
