@@ -25,7 +25,6 @@ from .curvature import blend, hutchinson, sample_labels, squared
 from .mask import (
     FlatMask,
     MaskStats,
-    exact_threshold,
     flat_count,
     mask_statistics,
     select_flat_mask,
@@ -33,6 +32,7 @@ from .mask import (
 )
 from .sam import global_norm, sam_perturbation
 from .schedules import flat_fraction_at, kappa_at, value_at
+from .threshold import HistogramThreshold, exact_threshold
 from .timing import is_active, is_refresh_step
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ESTIMATORS",
     "FlatMask",
+    "HistogramThreshold",
     "IREConfig",
     "MaskStats",
     "amplify_displacement",

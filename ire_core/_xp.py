@@ -32,3 +32,9 @@ def as_dtype_of(xp, value, reference):
     if is_scalar(value):
         return value
     return xp.astype(xp.asarray(value), reference.dtype)
+
+
+def count_dtype(xp, total: int):
+    """The integer dtype for counting up to ``total`` coordinates: int32 where
+    it suffices (JAX without x64 has no int64)."""
+    return xp.int32 if total < 2**31 else xp.int64

@@ -16,7 +16,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from ._xp import is_scalar, namespace, ranking_dtype
+from array_api_compat import is_numpy_namespace, is_torch_namespace
+
+from ._xp import count_dtype, is_scalar, namespace, ranking_dtype
+from .threshold import exact_threshold
 
 
 class FlatMask(NamedTuple):
@@ -73,12 +76,7 @@ def flat_count(flat_fraction, total: int):
     xp = namespace(flat_fraction)
     eps = xp.finfo(flat_fraction.dtype).eps
     k = xp.clip(xp.floor(flat_fraction * total * (1.0 + 2.0 * eps)), 0, total)
-    return xp.astype(k, _count_dtype(xp, total))
-
-
-def _count_dtype(xp, total: int):
-    # int32 where it suffices: JAX without x64 has no int64.
-    return xp.int32 if total < 2**31 else xp.int64
+    return xp.astype(k, count_dtype(xp, total))
 
 
 def selection_values(curvatures: Sequence) -> tuple[list, list]:
@@ -88,29 +86,11 @@ def selection_values(curvatures: Sequence) -> tuple[list, list]:
     dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
     values, finite = [], []
     for h in curvatures:
-        h = xp.astype(h, dtype)
+        h = xp.astype(h, dtype, copy=False)
         ok = xp.isfinite(h)
         values.append(xp.where(ok, xp.abs(h), xp.asarray(xp.inf, dtype=dtype)))
         finite.append(ok)
     return values, finite
-
-
-def exact_threshold(values: Sequence, k):
-    """τ = the k-th smallest of all ``values`` (1-indexed; +inf for k = 0).
-
-    This is the one place a streaming, sampled or distributed selection can
-    replace: any function ``(values, k) -> τ`` with the same meaning.
-    """
-    xp = namespace(*values)
-    flat = xp.concat([xp.reshape(v, (-1,)) for v in values])
-    n = flat.shape[0]
-    if is_scalar(k):
-        if k <= 0 or n == 0:
-            return xp.asarray(xp.inf, dtype=flat.dtype)
-        return xp.sort(flat)[k - 1]
-    ordered = xp.sort(flat)
-    tau = ordered[xp.clip(k - 1, 0, n - 1)]
-    return xp.where(k > 0, tau, xp.asarray(xp.inf, dtype=flat.dtype))
 
 
 def select_flat_mask(
@@ -144,20 +124,42 @@ def select_flat_mask(
     values, finite = selection_values(curvatures)
     total = sum(math.prod(v.shape) for v in values)
     k = flat_count(flat_fraction, total)
+    if previous is None:
+        previous = [xp.zeros(v.shape, dtype=xp.bool) for v in values]
+    if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
+        mask, tau = _select_eagerly(xp, values, finite, k, previous, threshold_fn)
+    else:
+        mask, tau = _select_traceably(xp, values, finite, k, previous, threshold_fn)
+    return FlatMask(mask, tau, _total_count(xp, mask, total))
+
+
+def _select_traceably(xp, values, finite, k, previous, threshold_fn):
+    """Array operations only: runs under ``jax.jit`` with a traced γ."""
     tau = threshold_fn(values, k)
     any_finite = xp.any(xp.stack([xp.any(f) for f in finite]))
     positive = xp.asarray(k > 0) if is_scalar(k) else k > 0
-    if previous is None:
-        previous = [xp.zeros(v.shape, dtype=xp.bool) for v in values]
     mask = [
         xp.where(any_finite, (v <= tau) & f & positive, prev)
         for v, f, prev in zip(values, finite, previous)
     ]
-    return FlatMask(mask, tau, _total_count(xp, mask, total))
+    return mask, tau
+
+
+def _select_eagerly(xp, values, finite, k, previous, threshold_fn):
+    """The same rule with host decisions, saving passes over the values."""
+    infinity = xp.asarray(xp.inf, dtype=values[0].dtype)
+    if not any(bool(xp.any(f)) for f in finite):
+        return list(previous), infinity
+    if k <= 0:
+        return [xp.zeros(v.shape, dtype=xp.bool) for v in values], infinity
+    tau = threshold_fn(values, k)
+    if bool(tau < infinity):
+        return [v <= tau for v in values], tau
+    return list(finite), tau
 
 
 def _total_count(xp, mask, total):
-    dtype = _count_dtype(xp, total)
+    dtype = count_dtype(xp, total)
     return xp.sum(xp.stack([xp.sum(xp.astype(m, dtype)) for m in mask]))
 
 
@@ -176,7 +178,7 @@ def mask_statistics(mask: Sequence) -> MaskStats:
     xp = namespace(*mask)
     sizes = [math.prod(m.shape) for m in mask]
     total = sum(sizes)
-    counts = [xp.sum(xp.astype(m, _count_dtype(xp, total))) for m in mask]
+    counts = [xp.sum(xp.astype(m, count_dtype(xp, total))) for m in mask]
     count = xp.sum(xp.stack(counts))
     per_tensor = [xp.astype(c, xp.float32) / max(s, 1) for c, s in zip(counts, sizes)]
     return MaskStats(count, total, xp.astype(count, xp.float32) / max(total, 1), per_tensor)

@@ -1,0 +1,51 @@
+"""ire_core on torch tensors: the same answers as on NumPy, dtype and device
+kept, and the windowed exact threshold on large tensors."""
+
+import numpy as np
+import pytest
+import torch
+
+from ire_core import HistogramThreshold, exact_threshold, mask_statistics, select_flat_mask
+
+
+def large_values(seed, n):
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(n, generator=generator, dtype=torch.float64) ** 4
+    values[:1000] = 0.25  # a block of ties
+    values[1000:1100] = float("inf")
+    return [values[: n // 4], values[n // 4 :]]
+
+
+@pytest.mark.parametrize("fraction", [1e-6, 0.3, 0.6, 0.999999])
+def test_windowed_exact_threshold_matches_a_full_sort(fraction):
+    values = large_values(0, 3 << 20)
+    everything = torch.cat(values)
+    k = int(fraction * everything.numel())
+    assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
+
+
+def test_mask_on_torch_matches_mask_on_numpy():
+    values = large_values(1, 1 << 12)
+    on_torch = select_flat_mask(values, 0.45)
+    on_numpy = select_flat_mask([v.numpy() for v in values], 0.45)
+    for a, b in zip(on_torch.mask, on_numpy.mask):
+        assert a.dtype == torch.bool
+        np.testing.assert_array_equal(a.numpy(), b)
+    assert on_torch.threshold.item() == float(on_numpy.threshold)
+    assert int(on_torch.flat_count) == int(on_numpy.flat_count)
+
+
+def test_histogram_threshold_on_torch_selects_the_exact_count():
+    values = large_values(2, 1 << 16)
+    k = int(0.6 * (1 << 16))
+    tau = HistogramThreshold()(values, k)
+    assert tau.item() == exact_threshold(values, k).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_low_precision_curvature_is_ranked_in_float32_and_masks_are_bool(dtype):
+    values = [torch.tensor([3.0, 1.0, float("nan")], dtype=dtype), torch.tensor([2.0], dtype=dtype)]
+    result = select_flat_mask(values, 0.5)
+    assert [m.tolist() for m in result.mask] == [[False, True, False], [True]]
+    assert result.threshold.dtype == torch.float32
+    assert float(mask_statistics(result.mask).flat_fraction) == 0.5
