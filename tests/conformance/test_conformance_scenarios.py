@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conformance.drivers.reference_driver import ReferenceDriver
-from conformance.problems import PROBLEM_NAMES
+from conformance.problems import PROBLEM_NAMES, numpy_model
 from conformance.runner import reference_run
 from conformance.scenarios import (
     BASES,
@@ -112,6 +112,23 @@ def test_estimates_are_not_rounding_noise(scenario):
     for t, selection in reference_run(scenario).selections.items():
         largest = max(float(np.max(np.where(np.isfinite(s), s, 0))) for s in selection)
         assert largest >= 1e-8, f"refresh at step {t}: largest curvature {largest:.3g}"
+
+
+@pytest.mark.parametrize(
+    "scenario", [s for s in ALL if s.estimator == "fisher"], ids=lambda s: s.name
+)
+def test_fisher_label_draws_are_far_from_class_boundaries(scenario):
+    # A uniform within rounding of a softmax CDF boundary could sample another
+    # label on another backend.
+    model = numpy_model(scenario.problem)
+    trajectory = reference_run(scenario).trajectory
+    floor = 1e-9 if scenario.dtype == "float64" else 1e-5
+    for t in trajectory.masks:
+        logits = model.logits(trajectory.params[t])
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cdf = np.cumsum(probs, axis=1) / probs.sum(axis=1, keepdims=True)
+        uniforms = scenario.draws.uniforms(t)
+        assert np.min(np.abs(cdf[:, :-1] - uniforms[:, None])) >= floor
 
 
 @pytest.mark.parametrize(
