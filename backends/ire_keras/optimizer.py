@@ -1,0 +1,524 @@
+"""IRE as a Keras 3 optimizer wrapper.
+
+Reference: Mingze Wang et al., "Improving Generalization and Convergence by
+Enhancing Implicit Regularization", NeurIPS 2024 (arXiv 2405.20763).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+
+import keras
+from keras import ops
+from keras.src.utils import tracking
+
+import ire_core
+
+from . import _xp
+
+__all__ = ["IRE"]
+
+# Keyword arguments of keras.optimizers.Optimizer that belong on the inner
+# optimizer; IRE rescales whatever step the inner optimizer takes.
+_INNER_ONLY = (
+    "learning_rate",
+    "weight_decay",
+    "clipnorm",
+    "global_clipnorm",
+    "clipvalue",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+)
+
+
+def _serialize_schedule(value):
+    if callable(value):
+        return keras.saving.serialize_keras_object(value)
+    return value
+
+
+def _deserialize_schedule(value, custom_objects=None):
+    if isinstance(value, dict):
+        return keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
+    return value
+
+
+def _no_grad():
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+@keras.saving.register_keras_serializable(package="ire")
+class IRE(keras.optimizers.Optimizer):
+    """Implicit Regularization Enhancement around any Keras optimizer.
+
+    The inner optimizer moves the weights θ to θ'. IRE then multiplies that
+    step by (1 + κ) on the flat coordinates: θ ← θ' + κ·P ⊙ (θ' − θ), where
+    the flat mask P marks the fraction γ (``flat_fraction``) of all
+    coordinates of the model with the smallest curvature estimate. The mask
+    is refreshed every ``interval`` optimizer steps and held in between; the
+    inner optimizer's own state is untouched.
+
+    The ``"gradient"`` estimator (ĥ = g ⊙ g of the training gradient) needs
+    nothing beyond ``model.compile``/``model.fit``. The ``"fisher"`` and
+    ``"hutchinson"`` estimators and SAM-IRE (``rho > 0``) need an extra pass
+    over the loss, which :class:`ire_keras.IRETrainStep` computes during
+    ``fit``; custom loops pass the estimate as ``apply(..., curvature=...)``.
+
+    The mask rule, the combination, the curvature average and the schedules
+    are ``ire_core``'s; see ``docs/keras.md``.
+
+    Args:
+      inner_optimizer: the ``keras.optimizers.Optimizer`` whose steps are
+        amplified. Learning rate, weight decay, clipping, loss scaling and
+        gradient accumulation are configured on it.
+      kappa: κ >= 0, or a function ``step -> κ`` (the step is a tensor).
+      flat_fraction: γ in [0, 1], or a function ``step -> γ``.
+      interval: refresh the mask every ``interval`` optimizer steps (K).
+      ema: decay β in [0, 1) of the curvature moving average (0: none).
+      start_step: IRE is inactive before this optimizer step.
+      estimator: ``"gradient"``, ``"fisher"``, ``"hutchinson"``, ``"exact"``
+        or a callable ``list of weight tensors -> list of curvature tensors``.
+      num_probes: Rademacher probes per Hutchinson estimate.
+      kappa_follows_lr: scale κ by ``lr_t / peak_learning_rate``.
+      peak_learning_rate: the peak learning rate for ``kappa_follows_lr``;
+        ``None`` uses the largest learning rate seen so far.
+      rho: SAM radius used by :class:`ire_keras.IRETrainStep` (0: no SAM).
+      adaptive: adaptive SAM (ASAM) perturbation.
+      seed: integer seed of the estimator's random draws (probes, sampled
+        labels); ``None`` draws one now, so it is saved with the model.
+      name: the optimizer's name.
+
+    Attributes:
+      mask_threshold: τ of the last refresh (+inf before the first one).
+      mask_flat_fraction: fraction of coordinates marked flat.
+      mask_flat_count: number of coordinates marked flat.
+      refresh_count: number of refreshes so far.
+
+    Example:
+      >>> import keras, numpy as np, ire_keras
+      >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+      >>> model.compile(optimizer=ire_keras.IRE(keras.optimizers.SGD(0.1),
+      ...                                       kappa=1.0, flat_fraction=0.5),
+      ...               loss="mse")
+      >>> _ = model.fit(np.ones((8, 4)), np.zeros((8, 3)), verbose=0)
+      >>> float(model.optimizer.mask_flat_fraction)
+      0.5
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        kappa=2.0,
+        flat_fraction=0.6,
+        interval=10,
+        ema=0.0,
+        start_step=0,
+        estimator="gradient",
+        num_probes=1,
+        kappa_follows_lr=False,
+        peak_learning_rate=None,
+        rho=0.0,
+        adaptive=False,
+        seed=None,
+        name=None,
+        **kwargs,
+    ):
+        misplaced = [key for key in _INNER_ONLY if kwargs.get(key) is not None]
+        misplaced = [key for key in misplaced if not (key == "use_ema" and kwargs[key] is False)]
+        if misplaced:
+            raise ValueError(
+                f"IRE does not take {', '.join(map(repr, misplaced))}: set "
+                f"{'it' if len(misplaced) == 1 else 'them'} on inner_optimizer"
+            )
+        for key in _INNER_ONLY:
+            kwargs.pop(key, None)
+        kwargs.pop("ema_momentum", None)
+        if kwargs:
+            raise ValueError(f"IRE got unknown argument(s): {', '.join(sorted(kwargs))}")
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "inner_optimizer must be a keras.optimizers.Optimizer, got "
+                f"{inner_optimizer!r}"
+            )
+        config = ire_core.IREConfig(
+            kappa=kappa,
+            flat_fraction=flat_fraction,
+            interval=interval,
+            ema=ema,
+            start_step=start_step,
+            estimator=estimator,
+            num_probes=num_probes,
+            kappa_follows_lr=kappa_follows_lr,
+            rho=rho,
+            adaptive=adaptive,
+        )
+        if peak_learning_rate is not None:
+            ire_core.config.check_positive(peak_learning_rate, "peak_learning_rate")
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+        super().__init__(learning_rate=0.0, name=name)
+        self.ire_config = config
+        self.inner_optimizer = inner_optimizer
+        self.peak_learning_rate = peak_learning_rate
+        self.seed = seed
+
+    # -- Hyperparameters ----------------------------------------------------
+
+    @property
+    def kappa(self):
+        return self.ire_config.kappa
+
+    @property
+    def flat_fraction(self):
+        return self.ire_config.flat_fraction
+
+    @property
+    def interval(self):
+        return self.ire_config.interval
+
+    @property
+    def ema(self):
+        return self.ire_config.ema
+
+    @property
+    def start_step(self):
+        return self.ire_config.start_step
+
+    @property
+    def estimator(self):
+        return self.ire_config.estimator
+
+    @property
+    def num_probes(self):
+        return self.ire_config.num_probes
+
+    @property
+    def kappa_follows_lr(self):
+        return self.ire_config.kappa_follows_lr
+
+    @property
+    def rho(self):
+        return self.ire_config.rho
+
+    @property
+    def adaptive(self):
+        return self.ire_config.adaptive
+
+    # -- Forwarding to the inner optimizer ----------------------------------
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        if not hasattr(self, "inner_optimizer"):
+            return  # base-class construction; the rate lives on the inner one
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    # -- State ----------------------------------------------------------------
+
+    @tracking.no_automatic_dependency_tracking
+    def build(self, var_list):
+        """Creates the flat masks, curvature averages and monitors."""
+        masks, averages = [], []
+        for variable in var_list:
+            prefix = variable.path.replace("/", "_") if hasattr(variable, "path") else "var"
+            masks.append(
+                self.add_variable(
+                    shape=variable.shape, dtype="bool", name=f"{prefix}_flat_mask"
+                )
+            )
+            if self.ire_config.ema > 0:
+                averages.append(
+                    self.add_variable(
+                        shape=variable.shape,
+                        dtype=keras.backend.result_type("float32", variable.dtype),
+                        name=f"{prefix}_curvature",
+                    )
+                )
+        self._flat_masks = masks
+        self._curvature_averages = averages
+        self.mask_threshold = self.add_variable(
+            (), initializer=keras.initializers.Constant(math.inf), dtype="float32",
+            name="mask_threshold",
+        )
+        self.mask_flat_fraction = self.add_variable((), dtype="float32", name="mask_flat_fraction")
+        self.mask_flat_count = self.add_variable((), dtype="int", name="mask_flat_count")
+        self.refresh_count = self.add_variable((), dtype="int", name="refresh_count")
+        self.observed_peak_lr = self.add_variable((), dtype="float32", name="observed_peak_lr")
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name=f"{self.name}_seed")
+        self._track_variable(self.seed_generator.state)
+        self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    @property
+    def flat_masks(self) -> list:
+        """The flat mask in force, one boolean variable per model weight."""
+        return list(self._flat_masks)
+
+    @property
+    def curvature_averages(self) -> list:
+        """The curvature moving averages (empty unless ``ema > 0``)."""
+        return list(self._curvature_averages)
+
+    def is_refresh_step(self):
+        """A boolean tensor: whether the next ``apply`` refreshes the mask.
+
+        Counts optimizer steps: with gradient accumulation on the inner
+        optimizer, only the micro-step that updates the weights can refresh.
+        """
+        step = ops.convert_to_tensor(self.inner_optimizer.iterations)
+        due = ire_core.is_refresh_step(step, self.ire_config.interval, self.ire_config.start_step)
+        return ops.logical_and(ops.convert_to_tensor(due), self._is_update_step())
+
+    def _is_update_step(self):
+        steps = self.inner_optimizer.gradient_accumulation_steps
+        if not steps:
+            return ops.convert_to_tensor(True)
+        counter = ops.convert_to_tensor(self.inner_optimizer._iterations)
+        return ops.equal(ops.mod(counter + 1, steps), 0)
+
+    # -- The step -------------------------------------------------------------
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables, curvature=None):
+        """Stateless :meth:`apply` (JAX); ``curvature`` as in :meth:`apply`."""
+        if not self.built:
+            raise ValueError(
+                "To call `stateless_apply`, IRE must be built: call "
+                "`optimizer.build(trainable_variables)` first."
+            )
+        mapping = list(zip(self._trainable_variables, trainable_variables)) + list(
+            zip(self.variables, optimizer_variables)
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            self.apply(grads, curvature=curvature)
+        return (
+            [scope.get_current_value(v) for v in self._trainable_variables],
+            [scope.get_current_value(v) for v in self.variables],
+        )
+
+    def apply(self, grads, trainable_variables=None, curvature=None):
+        """Steps the inner optimizer and amplifies its step on flat weights.
+
+        Args:
+          grads: one gradient per variable (``None`` for frozen ones).
+          trainable_variables: the variables; on the first call they build
+            the optimizer. Defaults to the variables it was built with.
+          curvature: the raw curvature estimate ĥ, one tensor per variable,
+            used on refresh steps (see :meth:`is_refresh_step`) and ignored
+            otherwise. Required for the ``"fisher"``, ``"hutchinson"`` and
+            ``"exact"`` estimators; overrides the others when given.
+        """
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    "When passing grads without trainable_variables, IRE must "
+                    "already be built: call `optimizer.build(variables)` first."
+                )
+            trainable_variables = self._trainable_variables
+        else:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                with keras.name_scope(self.name, caller=self):
+                    self.build(trainable_variables)
+                self.built = True
+            self._check_variables_are_known(trainable_variables)
+        grads = list(grads)
+        if len(grads) != len(trainable_variables):
+            raise ValueError(
+                f"grads must hold one entry per variable: got {len(grads)} grads "
+                f"for {len(trainable_variables)} variables"
+            )
+        if curvature is not None:
+            curvature = list(curvature)
+            if len(curvature) != len(trainable_variables):
+                raise ValueError(
+                    f"curvature must hold one tensor per variable: got "
+                    f"{len(curvature)} for {len(trainable_variables)} variables"
+                )
+        with keras.name_scope(self.name, caller=self), _no_grad():
+            self._apply(grads, trainable_variables, curvature)
+
+    def _apply(self, grads, variables, curvature):
+        inner = self.inner_optimizer
+        used = [i for i, g in enumerate(grads) if g is not None]
+        if not used:
+            inner.apply(grads, variables)
+            return
+        weights = [variables[i] for i in used]
+        slots = [self._get_variable_index(v) for v in weights]
+        masks = [self._flat_masks[s] for s in slots]
+        averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
+        step = ops.convert_to_tensor(inner.iterations)
+        learning_rate = ops.cast(inner.learning_rate, "float32")
+        refresh = self.is_refresh_step()
+        before = [self._snapshot(v) for v in weights]
+
+        def estimate():
+            if curvature is not None:
+                return [curvature[i] for i in used]
+            if callable(self.ire_config.estimator):
+                return list(self.ire_config.estimator(before))
+            if self.ire_config.estimator != "gradient":
+                raise ValueError(
+                    f"estimator={self.ire_config.estimator!r} needs a curvature estimate: "
+                    "train with ire_keras.IRETrainStep, or pass curvature=... to apply()"
+                )
+            return self._gradient_estimate([grads[i] for i in used], weights)
+
+        def refreshed():
+            raw = [ops.convert_to_tensor(h) for h in estimate()]
+            previous = [ops.convert_to_tensor(a) for a in averages]
+            state, selection = ire_core.blend(
+                _xp.to_core(previous) if previous else None, _xp.to_core(raw), self.ire_config.ema
+            )
+            gamma = self._scheduled(self.ire_config.flat_fraction, step)
+            chosen = ire_core.select_flat_mask(
+                selection, gamma, previous=_xp.to_core([ops.convert_to_tensor(m) for m in masks])
+            )
+            stats = ire_core.mask_statistics(chosen.mask)
+            return (
+                [ops.cast(_xp.from_core(m), "bool") for m in chosen.mask],
+                [ops.cast(_xp.from_core(s), a.dtype) for s, a in zip(state, averages)],
+                ops.cast(_xp.from_core(chosen.threshold), "float32"),
+                ops.cast(_xp.from_core(stats.flat_fraction), "float32"),
+                ops.cast(_xp.from_core(stats.flat_count), self.mask_flat_count.dtype),
+                ops.convert_to_tensor(1, self.refresh_count.dtype),
+            )
+
+        def kept():
+            return (
+                [ops.convert_to_tensor(m) for m in masks],
+                [ops.convert_to_tensor(a) for a in averages],
+                ops.convert_to_tensor(self.mask_threshold),
+                ops.convert_to_tensor(self.mask_flat_fraction),
+                ops.convert_to_tensor(self.mask_flat_count),
+                ops.convert_to_tensor(0, self.refresh_count.dtype),
+            )
+
+        new_masks, new_averages, threshold, fraction, count, refreshed_now = ops.cond(
+            refresh, refreshed, kept
+        )
+        for variable, value in zip(masks + averages, list(new_masks) + list(new_averages)):
+            self.assign(variable, value)
+        self.assign(self.mask_threshold, threshold)
+        self.assign(self.mask_flat_fraction, fraction)
+        self.assign(self.mask_flat_count, count)
+        self.assign_add(self.refresh_count, refreshed_now)
+
+        inner.apply(grads, variables)
+
+        kappa = self._kappa(step, learning_rate)
+        active = ops.convert_to_tensor(ire_core.is_active(step, self.ire_config.start_step))
+        for weight, old, mask in zip(weights, before, new_masks):
+            moved = self._snapshot(weight, copy=False)
+            amplified = ire_core.amplify_displacement(
+                *_xp.to_core([moved, old]),
+                _xp.to_core([ops.logical_and(mask, active)])[0],
+                kappa,
+            )
+            self.assign(weight, ops.cast(_xp.from_core(amplified), weight.dtype))
+
+    # -- Pieces of the step ---------------------------------------------------
+
+    @staticmethod
+    def _snapshot(variable, copy=True):
+        value = ops.convert_to_tensor(variable)
+        if copy and keras.backend.backend() == "torch":
+            value = ops.copy(value)  # torch optimizers update in place
+        return value
+
+    def _gradient_estimate(self, grads, weights):
+        inner = self.inner_optimizer
+        grads = [ops.convert_to_tensor(g) for g in grads]
+        if inner.gradient_accumulation_steps:
+            # The step uses the mean of the accumulated micro-batch gradients.
+            steps = inner.gradient_accumulation_steps
+            accumulated = [
+                inner._accumulated_gradients[inner._get_variable_index(w)] for w in weights
+            ]
+            grads = [(g + ops.cast(a, g.dtype)) / steps for g, a in zip(grads, accumulated)]
+        if inner.loss_scale_factor is not None:
+            grads = [g / inner.loss_scale_factor for g in grads]
+        grads = [ops.cast(g, keras.backend.result_type("float32", g.dtype)) for g in grads]
+        return [_xp.from_core(h) for h in ire_core.squared(_xp.to_core(grads))]
+
+    def _scheduled(self, schedule, step):
+        if callable(schedule):
+            return _xp.to_core([ops.cast(schedule(step), "float32")])[0]
+        return schedule
+
+    def _kappa(self, step, learning_rate):
+        config = self.ire_config
+        if not config.kappa_follows_lr:
+            kappa = ire_core.kappa_at(config, step)
+        else:
+            if self.peak_learning_rate is not None:
+                peak = ops.convert_to_tensor(self.peak_learning_rate, "float32")
+            else:
+                peak = ops.maximum(ops.convert_to_tensor(self.observed_peak_lr), learning_rate)
+                self.assign(self.observed_peak_lr, peak)
+            kappa = ire_core.kappa_at(
+                config, step, lr=learning_rate, peak_lr=ops.maximum(peak, 1e-30)
+            )
+        if isinstance(kappa, (int, float)):
+            return float(kappa)
+        return _xp.to_core([ops.cast(kappa, "float32")])[0]
+
+    # -- Serialization --------------------------------------------------------
+
+    def get_config(self):
+        config = self.ire_config
+        return {
+            "name": self.name,
+            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            "kappa": _serialize_schedule(config.kappa),
+            "flat_fraction": _serialize_schedule(config.flat_fraction),
+            "interval": config.interval,
+            "ema": config.ema,
+            "start_step": config.start_step,
+            "estimator": _serialize_schedule(config.estimator),
+            "num_probes": config.num_probes,
+            "kappa_follows_lr": config.kappa_follows_lr,
+            "peak_learning_rate": self.peak_learning_rate,
+            "rho": config.rho,
+            "adaptive": config.adaptive,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner_optimizer"), custom_objects=custom_objects
+        )
+        for key in ("kappa", "flat_fraction", "estimator"):
+            if key in config:
+                config[key] = _deserialize_schedule(config[key], custom_objects)
+        return cls(inner, **config)
