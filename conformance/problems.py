@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from .protocol import Problem
@@ -43,7 +45,7 @@ PROBLEM_NAMES = ("diag_quadratic", "dense_quadratic", "logistic", "mlp", "manifo
 """The names of the problems, in the order of :mod:`conformance.protocol`."""
 
 
-class NumpyModel:
+class NumpyModel(abc.ABC):
     """The exact mathematics of one problem on NumPy parameter lists.
 
     Args:
@@ -58,17 +60,17 @@ class NumpyModel:
             for key, value in data.items()
         }
 
+    @abc.abstractmethod
     def loss(self, params: list) -> float:
         """The loss at ``params``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def grad(self, params: list) -> list:
         """∇L(params), one array per parameter."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hvp(self, params: list, vectors: list) -> list:
         """H(params)·vectors, the exact Hessian-vector product."""
-        raise NotImplementedError
 
     def hessian_diagonal(self, params: list) -> list:
         """The exact diagonal of the Hessian at ``params``.
@@ -171,18 +173,18 @@ class Classifier(NumpyModel):
     of the mean cross-entropy on arbitrary labels.
     """
 
+    @abc.abstractmethod
     def logits(self, params: list) -> np.ndarray:
         """The logits ``(n, classes)`` on ``data["x"]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def label_grad(self, params: list, labels) -> list:
         """∇ of the mean cross-entropy on ``labels`` (the Fisher estimator's
         gradient with sampled labels)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def label_hvp(self, params: list, vectors: list, labels) -> list:
         """H·vectors of the mean cross-entropy on ``labels``."""
-        raise NotImplementedError
 
     def _residual(self, probs, labels):
         """∂L/∂logits = (softmax − onehot) / n."""
