@@ -20,7 +20,7 @@ Example:
 """
 
 from .autodiff import hessian_diagonal, hessian_trace, hessian_vector_products
-from .bases import AdamIRE, AdamWIRE, SGDIRE
+from .bases import SGDIRE, AdamIRE, AdamWIRE
 from .draws import Draws
 from .monitoring import MaskReport
 from .optimizer import IRE, IRE_KEYWORDS

@@ -9,7 +9,7 @@ The copy is transient: it lives only during :meth:`IRE.step`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

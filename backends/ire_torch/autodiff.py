@@ -7,7 +7,7 @@ nothing touches ``p.grad``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -17,7 +17,7 @@ Arrays may be tensors, NumPy arrays or anything ``torch.as_tensor`` accepts.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -108,7 +108,7 @@ class Draws:
         for p in params:
             bits = torch.randint(0, 2, p.shape, generator=generator, device=generator.device,
                                  dtype=torch.int8)
-            probe.append((bits.to(device=p.device, dtype=p.dtype) * 2 - 1))
+            probe.append(bits.to(device=p.device, dtype=p.dtype) * 2 - 1)
         return probe
 
     def state_dict(self) -> dict:

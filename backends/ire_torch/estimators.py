@@ -18,7 +18,8 @@ callable      ``estimator(params, grads)``                 whatever it closes ov
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -7,8 +7,8 @@ Enhancing Implicit Regularization", NeurIPS 2024 (arXiv 2405.20763).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from itertools import chain
-from typing import Callable
 
 import torch
 

@@ -7,7 +7,7 @@ optimizer steps with g̃; IRE amplifies the flat coordinates of that step.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

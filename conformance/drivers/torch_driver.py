@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class TorchDriver:
         """The ``ire_torch`` optimizer of ``scenario`` over ``params``, fed the
         scenario's draws."""
         torch = _torch()
-        from ire_torch import SAMIRE, AdamWIRE, SGDIRE
+        from ire_torch import SAMIRE, SGDIRE, AdamWIRE
 
         config = scenario.config
         draws = scenario.draws

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from ire_torch import AdamWIRE
 from torch_cases import batch, classifier, clone_params
 

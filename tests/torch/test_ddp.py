@@ -12,8 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-
-from ire_torch import SAMIRE, AdamWIRE, SGDIRE
+from ire_torch import SAMIRE, SGDIRE, AdamWIRE
 from torch_cases import batch, classifier
 
 WORLD = 2

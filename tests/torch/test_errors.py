@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ire_torch import IRE, SAMIRE, AdamWIRE, SGDIRE, hessian_trace
+from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE, hessian_trace
 from torch_cases import batch, classifier
 
 

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ire_torch import SGDIRE, Draws, hessian_diagonal, hessian_trace, hessian_vector_products
 from torch_cases import batch, classifier, train
 
@@ -18,7 +17,7 @@ def test_mask_stats_report_the_last_refresh():
     opt = SGDIRE(params, lr=0.01, kappa=1.0, flat_fraction=0.5, interval=2,
                  estimator=lambda p, g: h)
     assert opt.mask_stats() is None
-    for step in range(3):
+    for _ in range(3):
         sum(0.5 * (c * p * p).sum() for c, p in zip(h, params)).backward()
         opt.step()
         opt.zero_grad()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ire_torch import AdamWIRE, SGDIRE
+from ire_torch import SGDIRE, AdamWIRE
 from torch_cases import batch, classifier, clone_params
 
 

@@ -7,8 +7,7 @@ import warnings
 
 import pytest
 import torch
-
-from ire_torch import AdamWIRE, SGDIRE
+from ire_torch import SGDIRE, AdamWIRE
 from torch_cases import batch, classifier, train
 
 
