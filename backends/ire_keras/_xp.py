@@ -26,7 +26,26 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["KerasArray", "KerasNamespace", "from_core", "native", "to_core"]
+__all__ = ["KerasArray", "KerasNamespace", "from_core", "native", "read", "to_core"]
+
+
+def read(value, copy: bool = False):
+    """The current value of a variable (or a tensor) as a backend tensor.
+
+    On TensorFlow ``convert_to_tensor`` hands variables back unchanged, so
+    the value is read explicitly; ``copy`` protects a torch snapshot from
+    the in-place updates of torch optimizers.
+    """
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.identity(value)
+    value = ops.convert_to_tensor(value)
+    if copy and keras.backend.backend() == "torch":
+        value = value.clone()
+    return value
 
 
 def native() -> bool:
@@ -179,7 +198,7 @@ class KerasNamespace:
         return _wrap(ops.convert_to_tensor(_unwrap(value), dtype=dtype))
 
     @staticmethod
-    def astype(x, dtype):
+    def astype(x, dtype, copy=True):
         return _wrap(ops.cast(_unwrap(x), dtype))
 
     @staticmethod
@@ -256,6 +275,14 @@ class KerasNamespace:
     @staticmethod
     def max(x, axis=None, keepdims=False):
         return _wrap(ops.max(_unwrap(x), axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def min(x, axis=None, keepdims=False):
+        return _wrap(ops.min(_unwrap(x), axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def ones_like(x):
+        return _wrap(ops.ones_like(_unwrap(x)))
 
     @staticmethod
     def cumulative_sum(x, axis=None):

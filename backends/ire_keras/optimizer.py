@@ -172,6 +172,7 @@ class IRE(keras.optimizers.Optimizer):
         self.inner_optimizer = inner_optimizer
         self.peak_learning_rate = peak_learning_rate
         self.seed = seed
+        object.__setattr__(self, "_supplied_curvature", None)
 
     # -- Hyperparameters ----------------------------------------------------
 
@@ -287,13 +288,37 @@ class IRE(keras.optimizers.Optimizer):
         """The curvature moving averages (empty unless ``ema > 0``)."""
         return list(self._curvature_averages)
 
+    @contextlib.contextmanager
+    def supplying_curvature(self, curvature):
+        """Within this context, :meth:`apply` uses ``curvature`` as if passed
+        as its argument: the way to hand an estimate through a wrapper that
+        calls ``apply`` itself, such as ``keras.optimizers.LossScaleOptimizer``.
+
+        Example:
+          >>> import keras, ire_keras
+          >>> w = keras.Variable([1.0, 2.0])
+          >>> opt = ire_keras.IRE(keras.optimizers.SGD(0.1), kappa=1.0,
+          ...                     flat_fraction=0.5, estimator="exact")
+          >>> with opt.supplying_curvature([keras.ops.convert_to_tensor([5.0, 1.0])]):
+          ...     opt.apply([keras.ops.ones((2,))], [w])
+          >>> keras.ops.convert_to_numpy(w).round(6).tolist()
+          [0.9, 1.8]
+        """
+        previous = self._supplied_curvature
+        # Plain attribute: a transient, not state to track or save.
+        object.__setattr__(self, "_supplied_curvature", None if curvature is None else list(curvature))
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_supplied_curvature", previous)
+
     def is_refresh_step(self):
         """A boolean tensor: whether the next ``apply`` refreshes the mask.
 
         Counts optimizer steps: with gradient accumulation on the inner
         optimizer, only the micro-step that updates the weights can refresh.
         """
-        step = ops.convert_to_tensor(self.inner_optimizer.iterations)
+        step = _xp.read(self.inner_optimizer.iterations)
         due = ire_core.is_refresh_step(step, self.ire_config.interval, self.ire_config.start_step)
         return ops.logical_and(ops.convert_to_tensor(due), self._is_update_step())
 
@@ -301,7 +326,7 @@ class IRE(keras.optimizers.Optimizer):
         steps = self.inner_optimizer.gradient_accumulation_steps
         if not steps:
             return ops.convert_to_tensor(True)
-        counter = ops.convert_to_tensor(self.inner_optimizer._iterations)
+        counter = _xp.read(self.inner_optimizer._iterations)
         return ops.equal(ops.mod(counter + 1, steps), 0)
 
     # -- The step -------------------------------------------------------------
@@ -350,6 +375,8 @@ class IRE(keras.optimizers.Optimizer):
                 self.built = True
             self._check_variables_are_known(trainable_variables)
         grads = list(grads)
+        if curvature is None:
+            curvature = self._supplied_curvature
         if len(grads) != len(trainable_variables):
             raise ValueError(
                 f"grads must hold one entry per variable: got {len(grads)} grads "
@@ -375,10 +402,10 @@ class IRE(keras.optimizers.Optimizer):
         slots = [self._get_variable_index(v) for v in weights]
         masks = [self._flat_masks[s] for s in slots]
         averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
-        step = ops.convert_to_tensor(inner.iterations)
-        learning_rate = ops.cast(inner.learning_rate, "float32")
+        step = _xp.read(inner.iterations)
+        learning_rate = ops.cast(_xp.read(inner.learning_rate), "float32")
         refresh = self.is_refresh_step()
-        before = [self._snapshot(v) for v in weights]
+        before = [_xp.read(v, copy=True) for v in weights]
 
         def estimate():
             if curvature is not None:
@@ -394,13 +421,13 @@ class IRE(keras.optimizers.Optimizer):
 
         def refreshed():
             raw = [ops.convert_to_tensor(h) for h in estimate()]
-            previous = [ops.convert_to_tensor(a) for a in averages]
+            previous = [_xp.read(a) for a in averages]
             state, selection = ire_core.blend(
                 _xp.to_core(previous) if previous else None, _xp.to_core(raw), self.ire_config.ema
             )
             gamma = self._scheduled(self.ire_config.flat_fraction, step)
             chosen = ire_core.select_flat_mask(
-                selection, gamma, previous=_xp.to_core([ops.convert_to_tensor(m) for m in masks])
+                selection, gamma, previous=_xp.to_core([_xp.read(m) for m in masks])
             )
             stats = ire_core.mask_statistics(chosen.mask)
             return (
@@ -414,11 +441,11 @@ class IRE(keras.optimizers.Optimizer):
 
         def kept():
             return (
-                [ops.convert_to_tensor(m) for m in masks],
-                [ops.convert_to_tensor(a) for a in averages],
-                ops.convert_to_tensor(self.mask_threshold),
-                ops.convert_to_tensor(self.mask_flat_fraction),
-                ops.convert_to_tensor(self.mask_flat_count),
+                [_xp.read(m) for m in masks],
+                [_xp.read(a) for a in averages],
+                _xp.read(self.mask_threshold),
+                _xp.read(self.mask_flat_fraction),
+                _xp.read(self.mask_flat_count),
                 ops.convert_to_tensor(0, self.refresh_count.dtype),
             )
 
@@ -437,7 +464,7 @@ class IRE(keras.optimizers.Optimizer):
         kappa = self._kappa(step, learning_rate)
         active = ops.convert_to_tensor(ire_core.is_active(step, self.ire_config.start_step))
         for weight, old, mask in zip(weights, before, new_masks):
-            moved = self._snapshot(weight, copy=False)
+            moved = _xp.read(weight)
             amplified = ire_core.amplify_displacement(
                 *_xp.to_core([moved, old]),
                 _xp.to_core([ops.logical_and(mask, active)])[0],
@@ -447,23 +474,16 @@ class IRE(keras.optimizers.Optimizer):
 
     # -- Pieces of the step ---------------------------------------------------
 
-    @staticmethod
-    def _snapshot(variable, copy=True):
-        value = ops.convert_to_tensor(variable)
-        if copy and keras.backend.backend() == "torch":
-            value = ops.copy(value)  # torch optimizers update in place
-        return value
-
     def _gradient_estimate(self, grads, weights):
         inner = self.inner_optimizer
-        grads = [ops.convert_to_tensor(g) for g in grads]
+        grads = [_xp.read(g) for g in grads]
         if inner.gradient_accumulation_steps:
             # The step uses the mean of the accumulated micro-batch gradients.
             steps = inner.gradient_accumulation_steps
             accumulated = [
                 inner._accumulated_gradients[inner._get_variable_index(w)] for w in weights
             ]
-            grads = [(g + ops.cast(a, g.dtype)) / steps for g, a in zip(grads, accumulated)]
+            grads = [(g + ops.cast(_xp.read(a), g.dtype)) / steps for g, a in zip(grads, accumulated)]
         if inner.loss_scale_factor is not None:
             grads = [g / inner.loss_scale_factor for g in grads]
         grads = [ops.cast(g, keras.backend.result_type("float32", g.dtype)) for g in grads]
@@ -482,7 +502,7 @@ class IRE(keras.optimizers.Optimizer):
             if self.peak_learning_rate is not None:
                 peak = ops.convert_to_tensor(self.peak_learning_rate, "float32")
             else:
-                peak = ops.maximum(ops.convert_to_tensor(self.observed_peak_lr), learning_rate)
+                peak = ops.maximum(_xp.read(self.observed_peak_lr), learning_rate)
                 self.assign(self.observed_peak_lr, peak)
             kappa = ire_core.kappa_at(
                 config, step, lr=learning_rate, peak_lr=ops.maximum(peak, 1e-30)
