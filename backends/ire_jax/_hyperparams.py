@@ -1,0 +1,189 @@
+"""IRE hyperparameters as seen by a JAX transformation.
+
+Constants are validated by :class:`ire_core.IREConfig`, so a bad value raises
+the same error in every framework. Under ``optax.inject_hyperparams`` the
+numeric hyperparameters arrive as arrays, traced inside ``jax.jit``: concrete
+arrays are checked like Python numbers, traced ones are used as they are (a
+traced value cannot be inspected).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from ire_core import IREConfig
+
+__all__ = ["STATIC_ARGS", "Hyperparams", "lr_value", "resolve"]
+
+STATIC_ARGS = ("num_probes", "estimator", "learning_rate")
+"""Numeric arguments of :func:`ire_jax.ire` / :func:`ire_jax.sam_ire` that
+shape the computation and cannot be traced: pass them as ``static_args`` to
+``optax.inject_hyperparams``. Every other numeric argument (κ, γ, interval,
+start step, β, ρ, lr_peak) may be injected and changed without recompiling."""
+
+
+def _is_traced(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def _concrete(value):
+    """A 0-d concrete array as a Python number; anything else unchanged."""
+    if _is_traced(value):
+        return value
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) and np.ndim(value) == 0:
+        return np.asarray(value).item()
+    return value
+
+
+class _Constant:
+    """A traced constant posing as a schedule, so ``ire_core`` evaluates it
+    without checking it (a traced value cannot be checked)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, step):
+        del step
+        return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparams:
+    """Validated hyperparameters of one IRE transformation.
+
+    Attributes:
+      config: the :class:`ire_core.IREConfig` (traced κ, γ appear in it as
+        constant schedules; traced integers and ρ are replaced by defaults
+        there and kept in the fields below).
+      interval: refresh period K (int or traced integer).
+      start_step: first active step (int or traced integer).
+      ema: curvature moving-average decay β (float or traced).
+      rho: SAM radius ρ (float or traced).
+      sam_eps: added to the norm of the SAM perturbation (float or traced).
+      seed: seed of the state's PRNG key (int or traced integer).
+      peak_lr: lr_peak for ``kappa_follows_lr`` (or ``None``).
+      learning_rate: the inner optimizer's learning rate or schedule, if given.
+    """
+
+    config: IREConfig
+    interval: Any
+    start_step: Any
+    ema: Any
+    rho: Any
+    sam_eps: Any
+    seed: Any
+    peak_lr: Any
+    learning_rate: Any
+
+    @property
+    def keeps_average(self) -> bool:
+        """Whether the state holds a curvature moving average."""
+        if _is_traced(self.ema):
+            raise TypeError(
+                "ema must be known when the state is built, got a traced value; "
+                "call init outside jax.jit or pass ema as a Python number"
+            )
+        return self.ema > 0
+
+
+def _split(value, name: str, placeholder, traced_ok: bool = True):
+    """(value for IREConfig, value for the computation)."""
+    value = _concrete(value)
+    if _is_traced(value) or isinstance(value, jax.Array):
+        if not traced_ok:
+            raise TypeError(
+                f"{name} must be a Python value, got a traced array; with "
+                f"optax.inject_hyperparams, list {name!r} in static_args "
+                "(see ire_jax.STATIC_ARGS)"
+            )
+        return placeholder, value
+    return value, value
+
+
+def _schedule(value, name: str):
+    value = _concrete(value)
+    if _is_traced(value) or isinstance(value, jax.Array):
+        return _Constant(value)
+    if isinstance(value, np.ndarray):
+        raise ValueError(f"{name} must be a number or a schedule, got an array of shape {value.shape}")
+    return value
+
+
+def resolve(
+    *,
+    kappa,
+    flat_fraction,
+    interval,
+    ema,
+    start_step,
+    estimator,
+    num_probes,
+    kappa_follows_lr,
+    peak_lr,
+    learning_rate,
+    seed,
+    rho=0.0,
+    adaptive=False,
+    sam_eps=1e-12,
+) -> Hyperparams:
+    """Checks every argument and returns the :class:`Hyperparams`.
+
+    Raises:
+      ValueError / TypeError naming the argument and the bad value.
+
+    Example:
+      >>> from ire_jax._hyperparams import resolve
+      >>> hp = resolve(kappa=2.0, flat_fraction=0.5, interval=10, ema=0.0,
+      ...              start_step=0, estimator="gradient", num_probes=1,
+      ...              kappa_follows_lr=False, peak_lr=None, learning_rate=None, seed=0)
+      >>> hp.config.kappa, hp.interval
+      (2.0, 10)
+    """
+    interval_cfg, interval = _split(interval, "interval", 1)
+    start_cfg, start_step = _split(start_step, "start_step", 0)
+    ema_cfg, ema = _split(ema, "ema", 0.0)
+    rho_cfg, rho = _split(rho, "rho", 0.0)
+    seed_cfg, seed = _split(seed, "seed", 0)
+    _, num_probes = _split(num_probes, "num_probes", 1, traced_ok=False)
+    sam_eps_cfg, sam_eps = _split(sam_eps, "sam_eps", 1e-12)
+    config = IREConfig(
+        kappa=_schedule(kappa, "kappa"),
+        flat_fraction=_schedule(flat_fraction, "flat_fraction"),
+        interval=interval_cfg,
+        ema=ema_cfg,
+        start_step=start_cfg,
+        estimator=estimator,
+        num_probes=num_probes,
+        kappa_follows_lr=kappa_follows_lr,
+        rho=rho_cfg,
+        adaptive=adaptive,
+        sam_eps=sam_eps_cfg,
+    )
+    if not isinstance(seed_cfg, numbers.Integral) or isinstance(seed_cfg, bool):
+        raise ValueError(f"seed must be an integer, got {seed_cfg!r}")
+    peak_lr = _concrete(peak_lr)
+    learning_rate = _concrete(learning_rate)
+    if kappa_follows_lr:
+        if peak_lr is None:
+            raise ValueError("kappa_follows_lr=True needs peak_lr (the largest learning rate), got None")
+        if isinstance(peak_lr, numbers.Number) and not (peak_lr > 0 and np.isfinite(peak_lr)):
+            raise ValueError(f"peak_lr must be a finite number > 0, got {peak_lr!r}")
+        if learning_rate is not None and not (
+            callable(learning_rate) or isinstance(learning_rate, (numbers.Real, jax.Array))
+        ):
+            raise ValueError(
+                f"learning_rate must be a number, a schedule or None, got {learning_rate!r}"
+            )
+    return Hyperparams(
+        config, interval, start_step, ema, rho, sam_eps, seed, peak_lr, learning_rate
+    )
+
+
+def lr_value(learning_rate: Callable | Any, step):
+    """The learning rate at ``step`` from a constant or a schedule."""
+    return learning_rate(step) if callable(learning_rate) else learning_rate
