@@ -121,8 +121,7 @@ def _exact(inputs: CurvatureInputs) -> list:
 
 
 def _user(estimator: Callable, inputs: CurvatureInputs) -> list:
-    with torch.no_grad():
-        values = estimator(list(inputs.params), list(inputs.grads))
+    values = estimator(list(inputs.params), list(inputs.grads))
     values = list(values) if values is not None else []
     if len(values) != len(inputs.params):
         raise ValueError(

@@ -96,9 +96,9 @@ class IRE(torch.optim.Optimizer):
         or a callable ``(params, grads) -> list of tensors``.
       num_probes: Hutchinson probes per refresh.
       kappa_follows_lr: scale κ by ``lr / ire_peak_lr`` of each group. The
-        peak defaults to ``peak_lr``, else the group's lr when it was added,
-        and rises to any larger lr seen (so warm-up schedules such as
-        ``OneCycleLR`` work unchanged).
+        peak is ``peak_lr`` when given, else the group's lr at its first
+        step; it rises to any larger lr the group reaches, so schedules with
+        a warm-up (``OneCycleLR``) work unchanged.
       peak_lr: lr_peak for ``kappa_follows_lr`` in every group.
       seed: seed of the native ``torch.Generator`` drawing probes and labels
         (kept in ``state_dict``).
@@ -188,7 +188,7 @@ class IRE(torch.optim.Optimizer):
         for key, value in _GROUP_DEFAULTS.items():
             group.setdefault(key, value)
         if group.get("ire_peak_lr") is None:
-            group["ire_peak_lr"] = self._peak_lr if self._peak_lr is not None else group.get("lr")
+            group["ire_peak_lr"] = self._peak_lr
         kappa = group["ire_kappa"]
         if kappa is not None and not callable(kappa):
             check_kappa(kappa, "param group 'ire_kappa'")
@@ -316,13 +316,13 @@ class IRE(torch.optim.Optimizer):
         if not config.kappa_follows_lr:
             return ire_core.kappa_at(config, step)
         lr = _as_float(group.get("lr"))
-        peak = _as_float(group.get("ire_peak_lr"))
-        if lr is None or peak is None:
+        if lr is None:
             raise ValueError(
                 "kappa_follows_lr=True needs an 'lr' in every param group, got a group "
-                f"with lr={lr!r}, ire_peak_lr={peak!r}"
+                f"with lr={lr!r}"
             )
-        if isinstance(lr, numbers.Real) and lr > peak:
+        peak = _as_float(group.get("ire_peak_lr"))
+        if peak is None or (isinstance(lr, numbers.Real) and lr > peak):
             group["ire_peak_lr"] = peak = lr
         return ire_core.kappa_at(config, step, lr=lr, peak_lr=peak)
 
@@ -454,6 +454,11 @@ class IRE(torch.optim.Optimizer):
                 last["step"], last["threshold"], [params[int(i)] for i in last["params"]]
             )
         self._draws.load_state_dict(saved["draws"])
+
+    def __getstate__(self) -> dict:
+        # The whole object (base optimizer, IRE state, draws) travels with
+        # copy.deepcopy / pickle, not only torch.optim's three fields.
+        return dict(self.__dict__)
 
     def __repr__(self) -> str:
         config = self.config

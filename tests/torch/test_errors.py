@@ -210,7 +210,7 @@ def test_hessian_trace_arguments():
 def test_kappa_follows_lr_needs_an_lr():
     model = classifier()
     opt = SGDIRE(model.parameters(), lr=0.1, kappa_follows_lr=True, interval=1)
-    opt.param_groups[0]["ire_peak_lr"] = None
+    del opt.param_groups[0]["lr"]
     _one_backward(model, *batch())
     with pytest.raises(ValueError, match="kappa_follows_lr=True needs an 'lr' in every param"):
         opt.step()

@@ -37,7 +37,7 @@ def test_add_param_group_reaches_the_base_and_gets_ire_keys():
     assert len(opt.base_optimizer.param_groups) == 2
     group = opt.param_groups[1]
     assert group["ire_kappa"] == 3.0 and group["ire_enabled"] is True
-    assert group["momentum"] == 0 and group["ire_peak_lr"] == 0.01
+    assert group["momentum"] == 0 and group["ire_peak_lr"] is None
     with pytest.raises(ValueError, match="param group 'ire_kappa' must be a finite number >= 0"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "ire_kappa": -1.0})
 
@@ -111,3 +111,18 @@ def test_grads_are_never_modified():
     opt.step(logits_fn=lambda: model(x))
     for p, g in zip(model.parameters(), grads):
         assert torch.equal(p.grad, g)
+
+
+def test_deepcopy_keeps_the_base_and_the_ire_state():
+    import copy
+
+    x, y = batch()
+    model = classifier()
+    opt = SGDIRE(model.parameters(), lr=0.1, momentum=0.9, kappa=1.0, interval=1,
+                 estimator="hutchinson")
+    F.cross_entropy(model(x), y).backward()
+    opt.step(loss_fn=lambda: F.cross_entropy(model(x), y))
+    twin = copy.deepcopy(opt)
+    assert twin.param_groups is twin.base_optimizer.param_groups
+    assert twin.state is twin.base_optimizer.state
+    assert twin.ire_step == 1 and twin.mask_stats().flat_count == opt.mask_stats().flat_count
