@@ -322,8 +322,10 @@ class IRE(torch.optim.Optimizer):
                 f"with lr={lr!r}"
             )
         peak = _as_float(group.get("ire_peak_lr"))
-        if peak is None or (isinstance(lr, numbers.Real) and lr > peak):
+        if lr > 0 and (peak is None or lr > peak):
             group["ire_peak_lr"] = peak = lr
+        if peak is None:  # no positive lr yet (a warm-up from 0): the step is 0 anyway
+            return ire_core.kappa_at(config, step, lr=0.0, peak_lr=1.0)
         return ire_core.kappa_at(config, step, lr=lr, peak_lr=peak)
 
     def _ire_update(self, loss_fn, logits_fn, *, estimate_grads=None, originals=None) -> None:

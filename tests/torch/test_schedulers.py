@@ -71,3 +71,19 @@ def test_kappa_schedule_function_of_the_step():
         opt.zero_grad()
         ratio = (theta.detach() - before) / (-0.1 * h * before)
         torch.testing.assert_close(ratio, torch.tensor([1.0 + t, 1.0, 1.0, 1.0]))
+
+
+def test_kappa_follows_a_warm_up_from_zero():
+    h, theta = _diag_problem()
+    opt = SGDIRE([theta], lr=0.1, kappa=2.0, flat_fraction=0.5, interval=1,
+                 estimator=lambda params, grads: [h], kappa_follows_lr=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, t / 2))
+    for t in range(4):
+        before = theta.detach().clone()
+        (0.5 * (h * theta * theta).sum()).backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+        if t == 0:
+            assert torch.equal(theta.detach(), before)  # lr 0: no step at all
+    assert opt.param_groups[0]["ire_peak_lr"] == pytest.approx(0.1)
