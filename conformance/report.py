@@ -35,6 +35,10 @@ from .scenarios import SCENARIOS, describe
 
 __all__ = ["Report", "main", "render_markdown", "render_text", "run_matrix", "to_json", "write"]
 
+_LEGEND = (
+    "✓ conforms, ✗ does not (mask: the flat masks differ), skipped: the backend "
+    "cannot run here, —: not run"
+)
 _PACKAGES = ("numpy", "torch", "jax", "optax", "keras", "tensorflow", "tensorflow-cpu")
 
 
@@ -129,6 +133,7 @@ def render_text(report: Report) -> str:
              for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
+    lines.append(_LEGEND)
     lines.append(_summary_line(report))
     for name, reason in report.drivers:
         if reason:
@@ -168,6 +173,8 @@ def render_markdown(report: Report) -> str:
         f"**{_summary_line(report)}.**",
         "",
         *table,
+        "",
+        _LEGEND + ".",
         "",
     ]
     skipped = [(name, reason) for name, reason in report.drivers if reason]
