@@ -8,7 +8,7 @@ The arithmetic that turns autodiff products into ĥ is ``ire_core``'s.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

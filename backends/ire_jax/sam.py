@@ -7,7 +7,8 @@ The perturbation is ``ire_core.sam_perturbation``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import optax

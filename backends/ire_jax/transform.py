@@ -13,7 +13,8 @@ Enhancing Implicit Regularization", NeurIPS 2024 (arXiv 2405.20763).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

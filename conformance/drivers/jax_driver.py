@@ -65,7 +65,6 @@ def jax_loss(problem: Problem, params: list, data: dict):
       data: the problem's data as JAX arrays (see :meth:`JaxDriver.data`).
     """
     import jax.numpy as jnp
-
     from ire_jax import softmax_cross_entropy
 
     name = problem.name
@@ -164,11 +163,10 @@ class JaxDriver:
         return ire_jax.ire(inner, **kwargs)
 
     def run(self, scenario: Scenario) -> Trajectory:
+        import ire_jax
         import jax
         import jax.numpy as jnp
         import optax
-
-        import ire_jax
 
         dtype = {"float64": jnp.float64, "float32": jnp.float32}[scenario.dtype]
         problem = scenario.problem
