@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import math
 
 import pytest
 
@@ -39,3 +40,29 @@ def test_public_api():
     )
     for name in ire_torch.__all__:
         assert getattr(ire_torch, name).__doc__
+
+
+README_EXAMPLE = """
+import torch
+import torch.nn.functional as F
+from ire_torch import AdamWIRE
+
+model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+opt = AdamWIRE(model.parameters(), lr=1e-3, kappa=2.0, flat_fraction=0.6, interval=10)
+x, y = torch.randn(256, 20), torch.randint(0, 10, (256,))
+for step in range(100):
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+print(opt.mask_stats())
+"""
+
+
+def test_readme_example_runs_as_written(capsys):
+    namespace = {}
+    exec(compile(README_EXAMPLE, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert printed.startswith("MaskReport(step=90, threshold=")
+    assert namespace["loss"].item() < math.log(10)  # below chance level: it trained
+    assert namespace["opt"].mask_stats().flat_count == int(0.6 * (20 * 64 + 64 + 64 * 10 + 10))
