@@ -381,12 +381,11 @@ class IRE(torch.optim.Optimizer):
         if any("curvature" in entry for entry in old):
             previous = [entry.get("curvature", h.abs()) for entry, h in zip(old, estimate)]
         average, selection = ire_core.blend(previous, estimate, config.ema)
-        previous_masks = None
-        if any(entry for entry in old):
-            previous_masks = [
-                entry["mask"] if entry else torch.zeros(p.shape, dtype=torch.bool, device=p.device)
-                for entry, p in zip(old, params)
-            ]
+        # "Nothing flat" before the first refresh, made on each parameter's device.
+        previous_masks = [
+            entry["mask"] if entry else torch.zeros(p.shape, dtype=torch.bool, device=p.device)
+            for entry, p in zip(old, params)
+        ]
         gamma = ire_core.flat_fraction_at(config, step)
         selected = ire_core.select_flat_mask(selection, gamma, previous=previous_masks)
         state = {}
