@@ -126,3 +126,26 @@ def test_deepcopy_keeps_the_base_and_the_ire_state():
     assert twin.param_groups is twin.base_optimizer.param_groups
     assert twin.state is twin.base_optimizer.state
     assert twin.ire_step == 1 and twin.mask_stats().flat_count == opt.mask_stats().flat_count
+
+
+def test_step_runs_the_closure_with_gradients_enabled():
+    x, y = batch()
+    model, twin = classifier(), classifier()
+    opt = SGDIRE(model.parameters(), lr=0.1, kappa=1.0, interval=1)
+    twin_opt = SGDIRE(twin.parameters(), lr=0.1, kappa=1.0, interval=1)
+    calls = []
+
+    def closure():
+        calls.append(torch.is_grad_enabled())
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    with torch.no_grad():  # as some trainers call it
+        loss = opt.step(closure)
+    assert calls == [True] and loss.ndim == 0
+    F.cross_entropy(twin(x), y).backward()
+    twin_opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
