@@ -21,11 +21,12 @@ from ire_core import IREConfig
 
 __all__ = ["STATIC_ARGS", "Hyperparams", "lr_value", "resolve"]
 
-STATIC_ARGS = ("num_probes", "estimator", "learning_rate")
-"""Numeric arguments of :func:`ire_jax.ire` / :func:`ire_jax.sam_ire` that
-shape the computation and cannot be traced: pass them as ``static_args`` to
-``optax.inject_hyperparams``. Every other numeric argument (κ, γ, interval,
-start step, β, ρ, lr_peak) may be injected and changed without recompiling."""
+STATIC_ARGS = ("ema", "num_probes", "estimator", "learning_rate")
+"""Arguments of :func:`ire_jax.ire` / :func:`ire_jax.sam_ire` that shape the
+computation or the state and cannot be traced (or would be mistaken for
+schedules): pass them as ``static_args`` to ``optax.inject_hyperparams``.
+Every other numeric argument (κ, γ, interval, start step, ρ, lr_peak) may be
+injected and changed without recompiling."""
 
 
 def _is_traced(value) -> bool:
@@ -64,6 +65,7 @@ class Hyperparams:
       interval: refresh period K (int or traced integer).
       start_step: first active step (int or traced integer).
       ema: curvature moving-average decay β (float or traced).
+      num_probes: Hutchinson probes per refresh (int or traced integer).
       rho: SAM radius ρ (float or traced).
       sam_eps: added to the norm of the SAM perturbation (float or traced).
       seed: seed of the state's PRNG key (int or traced integer).
@@ -75,11 +77,22 @@ class Hyperparams:
     interval: Any
     start_step: Any
     ema: Any
+    num_probes: Any
     rho: Any
     sam_eps: Any
     seed: Any
     peak_lr: Any
     learning_rate: Any
+
+    def static_probes(self) -> int:
+        """The number of Hutchinson probes, which fixes the traced graph."""
+        if _is_traced(self.num_probes):
+            raise TypeError(
+                "num_probes must be a Python value, got a traced array; with "
+                "optax.inject_hyperparams, list 'num_probes' in static_args "
+                "(see ire_jax.STATIC_ARGS)"
+            )
+        return self.num_probes
 
     @property
     def keeps_average(self) -> bool:
@@ -87,21 +100,17 @@ class Hyperparams:
         if _is_traced(self.ema):
             raise TypeError(
                 "ema must be known when the state is built, got a traced value; "
-                "call init outside jax.jit or pass ema as a Python number"
+                "with optax.inject_hyperparams, list 'ema' in static_args "
+                "(see ire_jax.STATIC_ARGS)"
             )
         return self.ema > 0
 
 
-def _split(value, name: str, placeholder, traced_ok: bool = True):
-    """(value for IREConfig, value for the computation)."""
+def _split(value, placeholder):
+    """(value for IREConfig, value for the computation): a traced value is
+    checked as ``placeholder`` (it cannot be inspected) and used as is."""
     value = _concrete(value)
     if _is_traced(value) or isinstance(value, jax.Array):
-        if not traced_ok:
-            raise TypeError(
-                f"{name} must be a Python value, got a traced array; with "
-                f"optax.inject_hyperparams, list {name!r} in static_args "
-                "(see ire_jax.STATIC_ARGS)"
-            )
         return placeholder, value
     return value, value
 
@@ -145,13 +154,13 @@ def resolve(
       >>> hp.config.kappa, hp.interval
       (2.0, 10)
     """
-    interval_cfg, interval = _split(interval, "interval", 1)
-    start_cfg, start_step = _split(start_step, "start_step", 0)
-    ema_cfg, ema = _split(ema, "ema", 0.0)
-    rho_cfg, rho = _split(rho, "rho", 0.0)
-    seed_cfg, seed = _split(seed, "seed", 0)
-    _, num_probes = _split(num_probes, "num_probes", 1, traced_ok=False)
-    sam_eps_cfg, sam_eps = _split(sam_eps, "sam_eps", 1e-12)
+    interval_cfg, interval = _split(interval, 1)
+    start_cfg, start_step = _split(start_step, 0)
+    ema_cfg, ema = _split(ema, 0.0)
+    rho_cfg, rho = _split(rho, 0.0)
+    seed_cfg, seed = _split(seed, 0)
+    probes_cfg, num_probes = _split(num_probes, 1)
+    sam_eps_cfg, sam_eps = _split(sam_eps, 1e-12)
     config = IREConfig(
         kappa=_schedule(kappa, "kappa"),
         flat_fraction=_schedule(flat_fraction, "flat_fraction"),
@@ -159,7 +168,7 @@ def resolve(
         ema=ema_cfg,
         start_step=start_cfg,
         estimator=estimator,
-        num_probes=num_probes,
+        num_probes=probes_cfg,
         kappa_follows_lr=kappa_follows_lr,
         rho=rho_cfg,
         adaptive=adaptive,
@@ -181,7 +190,7 @@ def resolve(
                 f"learning_rate must be a number, a schedule or None, got {learning_rate!r}"
             )
     return Hyperparams(
-        config, interval, start_step, ema, rho, sam_eps, seed, peak_lr, learning_rate
+        config, interval, start_step, ema, num_probes, rho, sam_eps, seed, peak_lr, learning_rate
     )
 
 

@@ -63,10 +63,11 @@ def _raw_estimate(hp: Hyperparams, updates, params, key, feed: dict) -> list:
     if estimator == "hutchinson":
         if feed["loss_fn"] is None:
             raise _missing(estimator, "loss_fn", "a function params -> scalar loss")
+        probes = feed["probes"]
+        num_probes = hp.static_probes() if probes is None else 1
         return _leaves(
             estimators.hutchinson_diagonal(
-                feed["loss_fn"], params, key,
-                num_probes=hp.config.num_probes, probes=feed["probes"],
+                feed["loss_fn"], params, key, num_probes=num_probes, probes=probes
             )
         )
     if estimator == "fisher":

@@ -123,3 +123,17 @@ def test_apply_if_finite_skipped_steps_leave_curvature_untouched():
     _, state = update(GRADS * 2, state, params)
     assert int(state.inner_state.refreshes) == 2
     np.testing.assert_allclose(np.asarray(state.inner_state.curvature), 2.5 * np.asarray(GRADS) ** 2, rtol=1e-6)
+
+
+def test_inject_hyperparams_without_static_args():
+    tx = optax.inject_hyperparams(ire_jax.ire)(optax.sgd(1.0), kappa=1.0, flat_fraction=0.5, interval=1)
+    params = jnp.ones(4, jnp.float32)
+    updates, state = jax.jit(tx.update)(GRADS, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates), [-0.2, -1.0, -0.4, -2.0], rtol=1e-6)
+    # Drawing Hutchinson probes needs a static count: the error says how.
+    tx = optax.inject_hyperparams(ire_jax.ire)(optax.sgd(1.0), estimator="hutchinson")
+    state = tx.init(params)
+    with pytest.raises(TypeError, match="list 'num_probes' in static_args"):
+        jax.jit(lambda s: tx.update(GRADS, s, params, loss_fn=lambda p: jnp.sum(p**4)))(state)
+    with pytest.raises(TypeError, match="list 'ema' in static_args"):
+        jax.jit(tx.init)(params)
