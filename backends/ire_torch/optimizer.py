@@ -127,6 +127,8 @@ class IRE(torch.optim.Optimizer):
       (2, 5)
     """
 
+    # The SAM fields of IREConfig (rho, adaptive, sam_eps); SAMIRE sets them
+    # before calling IRE.__init__ so that one IREConfig validates everything.
     _sam_config: dict = {}
 
     def __init__(
