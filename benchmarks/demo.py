@@ -15,12 +15,13 @@ curves.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .backends import require_backend
 
-__all__ = ["DEMO_MODEL", "QUICK_MODEL", "main", "run_demo"]
+__all__ = ["DEMO_MODEL", "QUICK_MODEL", "load_trainer", "main", "run_demo"]
 
 # Sizes: about 0.4M parameters, ~1 minute per run on one CPU thread.
 DEMO_STEPS, DEMO_WARMUP, DEMO_EVAL_EVERY = 600, 60, 25
@@ -28,7 +29,7 @@ QUICK_STEPS, QUICK_WARMUP, QUICK_EVAL_EVERY = 40, 8, 8
 
 
 def _model(quick: bool):
-    from .llama import LlamaConfig
+    from .lm_config import LlamaConfig
 
     if quick:
         return LlamaConfig(dim=32, layers=1, heads=2, seq_len=32)
@@ -69,20 +70,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def load_trainer(backend: str, threads: int):
+    """The ``train_language_model`` function of ``backend``, using ``threads``
+    CPU threads.
+
+    Raises:
+      ValueError: on an unknown backend.
+    """
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        from .lm import train_language_model
+    elif backend == "jax":
+        if threads == 1:  # read when XLA's CPU client starts
+            os.environ.setdefault(
+                "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            )
+        from .lm_jax import train_language_model
+    elif backend == "keras":
+        from .lm_keras import train_language_model
+    else:
+        raise ValueError(f"backend must be 'torch', 'jax' or 'keras', got {backend!r}")
+    return train_language_model
+
+
 def run_demo(args: argparse.Namespace) -> dict:
     """Runs both trainings, prints the tables, writes the PNG and tables.
 
     Returns:
       ``{"results": [adamw, ire], "png": path, "table": path}``.
     """
-    import torch
-
-    from .lm import IRESettings, LMSetup, train_language_model
+    from .lm_config import IRESettings, LMSetup
     from .lm_report import checkpoint_table, plot_validation, summary_table
     from .tables import write_text
     from .text import load_corpus
 
-    torch.set_num_threads(args.threads)
+    train_language_model = load_trainer(args.backend, args.threads)
     quick = args.quick
     steps = args.steps or (QUICK_STEPS if quick else DEMO_STEPS)
     warmup = max(1, round(steps * (QUICK_WARMUP / QUICK_STEPS if quick else DEMO_WARMUP / DEMO_STEPS)))
@@ -95,7 +119,7 @@ def run_demo(args: argparse.Namespace) -> dict:
                       interval=args.interval, estimator=args.estimator)
     corpus = load_corpus()
     size = QUICK_MODEL if quick else DEMO_MODEL
-    print(f"Byte-level Llama ({size}) on pydoc_data.topics: {len(corpus.train):,} training "
+    print(f"[{args.backend}] Byte-level Llama ({size}) on pydoc_data.topics: {len(corpus.train):,} training "
           f"and {len(corpus.val):,} validation bytes; {steps} steps of {setup.batch_size}×"
           f"{setup.model.seq_len} bytes, warm-up {warmup}, IRE from step {warmup} "
           f"({ire.estimator} curvature, K={ire.interval}).", flush=True)

@@ -15,56 +15,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .lm_config import LlamaConfig
+
 __all__ = ["LlamaConfig", "TinyLlama", "language_model_loss"]
-
-
-@dataclasses.dataclass(frozen=True)
-class LlamaConfig:
-    """Size of a :class:`TinyLlama`.
-
-    Attributes:
-      vocab_size: number of token ids.
-      dim: width of the residual stream.
-      layers: number of transformer blocks.
-      heads: attention heads (``dim`` must be a multiple, with an even head size).
-      seq_len: longest sequence (length of the rotary tables).
-      hidden: width of the SwiGLU layer (default: ``8/3·dim`` rounded up to 16).
-      tie_embeddings: share the token embedding with the output layer.
-      norm_eps: epsilon of RMSNorm.
-    """
-
-    vocab_size: int = 256
-    dim: int = 128
-    layers: int = 2
-    heads: int = 4
-    seq_len: int = 128
-    hidden: int | None = None
-    tie_embeddings: bool = True
-    norm_eps: float = 1e-5
-
-    def __post_init__(self):
-        for name in ("vocab_size", "dim", "layers", "heads", "seq_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.dim % self.heads or (self.dim // self.heads) % 2:
-            raise ValueError(
-                f"dim must be a multiple of heads with an even head size, got "
-                f"dim={self.dim!r}, heads={self.heads!r}"
-            )
-
-    @property
-    def ffn_hidden(self) -> int:
-        if self.hidden is not None:
-            return self.hidden
-        return 16 * math.ceil(8 * self.dim / 3 / 16)
 
 
 class RMSNorm(nn.Module):

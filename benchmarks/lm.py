@@ -6,6 +6,7 @@ warm-up + cosine learning-rate schedule. IRE is switched on when warm-up ends
 (``start_step = warmup``), as in the paper's Llama runs.
 
 Example:
+  >>> from benchmarks.lm_config import LlamaConfig
   >>> setup = LMSetup(model=LlamaConfig(dim=16, layers=1, heads=2, seq_len=8),
   ...                 steps=4, batch_size=2, warmup=2, eval_every=2, eval_windows=2)
   >>> result = train_language_model(setup, load_corpus(), progress=False)
@@ -15,111 +16,16 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import torch
 
-from .llama import LlamaConfig, TinyLlama, language_model_loss
+from .llama import TinyLlama, language_model_loss
+from .lm_config import IRESettings, LMSetup, RunResult, progress_bar
 from .schedules import warmup_cosine
 from .text import Corpus, WindowSampler, evaluation_windows, load_corpus
 
-__all__ = [
-    "IRESettings",
-    "LMSetup",
-    "RunResult",
-    "evaluate",
-    "make_optimizer",
-    "train_language_model",
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class LMSetup:
-    """Everything of a language-model run except the optimizer.
-
-    Attributes:
-      model: the transformer's size.
-      steps: optimizer steps.
-      batch_size: sequences per batch (each ``model.seq_len`` bytes).
-      peak_lr: AdamW's learning rate after warm-up.
-      warmup: linear warm-up steps; IRE starts after them.
-      lr_floor: final learning rate as a fraction of ``peak_lr``.
-      weight_decay: AdamW's decoupled weight decay.
-      eval_every: steps between validation evaluations.
-      eval_windows: fixed validation windows (``model.seq_len`` bytes each).
-      seed: initial weights and batch order.
-    """
-
-    model: LlamaConfig = LlamaConfig(dim=128, layers=2, heads=4, seq_len=64)
-    steps: int = 600
-    batch_size: int = 16
-    peak_lr: float = 3e-3
-    warmup: int = 60
-    lr_floor: float = 0.1
-    weight_decay: float = 0.1
-    eval_every: int = 25
-    eval_windows: int = 64
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_every", "eval_windows"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 <= self.warmup <= self.steps:
-            raise ValueError(f"warmup must be in [0, steps={self.steps}], got {self.warmup!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class IRESettings:
-    """The IRE hyperparameters of a run (see ``ire_torch.AdamWIRE``).
-
-    Attributes:
-      kappa: amplification κ on flat coordinates.
-      flat_fraction: fraction γ of all coordinates marked flat.
-      interval: steps between mask refreshes (K).
-      estimator: curvature estimator, ``"gradient"`` (g², free) or ``"fisher"``
-        (squared gradient of the loss on labels sampled from the model: one
-        more forward and backward pass per refresh).
-      kappa_follows_lr: κ_t = κ · lr_t / lr_peak.
-    """
-
-    kappa: float = 2.0
-    flat_fraction: float = 0.6
-    interval: int = 10
-    estimator: str = "gradient"
-    kappa_follows_lr: bool = False
-
-    @property
-    def label(self) -> str:
-        schedule = ", κ∝lr" if self.kappa_follows_lr else ""
-        return f"AdamW+IRE (κ={self.kappa:g}, γ={self.flat_fraction:g}{schedule})"
-
-
-@dataclasses.dataclass
-class RunResult:
-    """The record of one run.
-
-    Attributes:
-      label: name of the optimizer.
-      eval_steps: steps at which the validation loss was measured.
-      val_losses: validation loss (nats per byte) at ``eval_steps``.
-      train_losses: training loss of every step.
-      wall_time: seconds of the whole run, evaluations included.
-      step_time: mean seconds per optimizer step (forward, backward, update).
-    """
-
-    label: str
-    eval_steps: list
-    val_losses: list
-    train_losses: list
-    wall_time: float
-    step_time: float
-
-    @property
-    def final_val(self) -> float:
-        return self.val_losses[-1]
+__all__ = ["evaluate", "make_optimizer", "train_language_model"]
 
 
 def make_optimizer(model: torch.nn.Module, setup: LMSetup, ire: IRESettings | None):
@@ -183,14 +89,15 @@ def train_language_model(
         optimizer, lambda t: warmup_cosine(t, setup.steps, setup.warmup, setup.lr_floor)
     )
     sampler = WindowSampler(corpus.train, setup.model.seq_len, setup.batch_size, setup.seed)
-    val_x, val_y = evaluation_windows(corpus.val, setup.model.seq_len, setup.eval_windows)
+    val_x, val_y = (torch.from_numpy(a) for a in
+                    evaluation_windows(corpus.val, setup.model.seq_len, setup.eval_windows))
 
     start = time.perf_counter()
     eval_steps, val_losses = [0], [evaluate(model, val_x, val_y)]
     train_losses, step_seconds = [], 0.0
-    bar = _progress_bar(setup.steps, label, progress, position)
+    bar = progress_bar(setup.steps, label, progress, position)
     for step in range(setup.steps):
-        inputs, targets = sampler.next()
+        inputs, targets = (torch.from_numpy(a) for a in sampler.next())
         tick = time.perf_counter()
         loss = language_model_loss(model(inputs), targets)
         loss.backward()
@@ -219,11 +126,3 @@ def train_language_model(
         wall_time=time.perf_counter() - start,
         step_time=step_seconds / setup.steps,
     )
-
-
-def _progress_bar(total: int, label: str, enabled: bool, position: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=label, position=position, unit="step", leave=True)

@@ -1,14 +1,14 @@
 """Tables and plots comparing language-model runs against an AdamW baseline.
 
 Example:
-  >>> from benchmarks.lm import RunResult
+  >>> from benchmarks.lm_config import RunResult
   >>> base = RunResult("AdamW", [0, 10, 20], [5.0, 3.0, 2.0], [], 2.0, 0.1)
   >>> ire = RunResult("AdamW+IRE", [0, 10, 20], [5.0, 2.5, 1.8], [], 2.2, 0.11)
   >>> print(summary_table(base, [ire]))
   | run       | final val loss | steps to 2.000 | speed-up | wall time (s) | ms / step | step-time ratio |
   |-----------|----------------|----------------|----------|---------------|-----------|-----------------|
   | AdamW     | 2.000          | 20             | 1.00×    | 2.0           | 100.0     | 1.00×           |
-  | AdamW+IRE | 1.800          | 13.3           | 1.50×    | 2.2           | 110.0     | 1.10×           |
+  | AdamW+IRE | 1.800          | 17.1           | 1.17×    | 2.2           | 110.0     | 1.10×           |
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .lm import RunResult
+from .lm_config import RunResult
 from .metrics import steps_to_target
 from .plots import plot_curves
 from .tables import render_table

@@ -55,7 +55,7 @@ QUICK_GRID = SweepGrid(lrs=(3e-3,), kappas=(2.0,), flat_fractions=(0.6,), follow
 
 def _setup(quick: bool, steps: int | None, lr: float, seed: int):
     from .demo import DEMO_EVAL_EVERY, DEMO_STEPS, DEMO_WARMUP, QUICK_STEPS, _model
-    from .lm import LMSetup
+    from .lm_config import LMSetup
 
     if quick:
         total = steps or QUICK_STEPS
@@ -83,7 +83,8 @@ def run_sweep(grid: SweepGrid, seeds: int, quick: bool = False, steps: int | Non
       "best": settings, "seeds": {"adamw": [...], "ire": [...]},
       "tables": {...}}``.
     """
-    from .lm import IRESettings, train_language_model
+    from .lm import train_language_model
+    from .lm_config import IRESettings
     from .text import load_corpus
 
     corpus = load_corpus()

@@ -7,12 +7,12 @@ into random windows drawn from an explicit seed.
 
 Example:
   >>> corpus = load_corpus()
-  >>> corpus.train.dtype, corpus.vocab_size, len(corpus.train) > 9 * len(corpus.val)
-  (torch.uint8, 256, True)
+  >>> str(corpus.train.dtype), corpus.vocab_size, round(len(corpus.train) / len(corpus.val))
+  ('uint8', 256, 9)
   >>> batches = WindowSampler(corpus.train, seq_len=16, batch_size=4, seed=0)
   >>> x, y = batches.next()
   >>> x.shape, bool((x[:, 1:] == y[:, :-1]).all())
-  (torch.Size([4, 16]), True)
+  ((4, 16), True)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 __all__ = ["Corpus", "WindowSampler", "corpus_bytes", "evaluation_windows", "load_corpus"]
 
@@ -37,7 +36,8 @@ def corpus_bytes() -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-    """Training and validation bytes as ``uint8`` tensors.
+    """Training and validation bytes as ``uint8`` NumPy arrays (every
+    framework converts them without a copy).
 
     Attributes:
       train: the first ``train_fraction`` of the bytes.
@@ -45,8 +45,8 @@ class Corpus:
       vocab_size: 256.
     """
 
-    train: torch.Tensor
-    val: torch.Tensor
+    train: np.ndarray
+    val: np.ndarray
     vocab_size: int = VOCAB_SIZE
 
 
@@ -61,14 +61,14 @@ def load_corpus(train_fraction: float = 0.9) -> Corpus:
     """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
-    data = torch.from_numpy(np.frombuffer(corpus_bytes(), dtype=np.uint8).copy())
+    data = np.frombuffer(corpus_bytes(), dtype=np.uint8)
     cut = int(len(data) * train_fraction)
     return Corpus(train=data[:cut], val=data[cut:])
 
 
-def _windows(data: torch.Tensor, starts: torch.Tensor, seq_len: int):
-    offsets = torch.arange(seq_len + 1)
-    chunk = data[starts[:, None] + offsets].long()
+def _windows(data: np.ndarray, starts: np.ndarray, seq_len: int):
+    offsets = np.arange(seq_len + 1)
+    chunk = data[starts[:, None] + offsets].astype(np.int64)
     return chunk[:, :-1], chunk[:, 1:]
 
 
@@ -79,13 +79,13 @@ class WindowSampler:
     the same seed see the same data in the same order.
 
     Args:
-      data: a 1-D ``uint8`` tensor.
+      data: a 1-D ``uint8`` array.
       seq_len: tokens per example.
       batch_size: examples per batch.
       seed: seed of the window positions.
     """
 
-    def __init__(self, data: torch.Tensor, seq_len: int, batch_size: int, seed: int):
+    def __init__(self, data: np.ndarray, seq_len: int, batch_size: int, seed: int):
         if seq_len < 1 or batch_size < 1:
             raise ValueError(
                 f"seq_len and batch_size must be >= 1, got seq_len={seq_len!r}, "
@@ -96,25 +96,25 @@ class WindowSampler:
                 f"seq_len={seq_len!r} needs more than {seq_len + 1} bytes, got {len(data)}"
             )
         self.data, self.seq_len, self.batch_size = data, seq_len, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
         """The next batch ``(inputs, targets)``, both ``(batch, seq_len)`` int64."""
         high = len(self.data) - self.seq_len - 1
-        starts = torch.randint(0, high, (self.batch_size,), generator=self.generator)
+        starts = self.rng.integers(0, high, size=self.batch_size)
         return _windows(self.data, starts, self.seq_len)
 
 
-def evaluation_windows(data: torch.Tensor, seq_len: int, count: int):
+def evaluation_windows(data: np.ndarray, seq_len: int, count: int):
     """``count`` evenly spaced, fixed windows of ``data`` for evaluation.
 
     Example:
-      >>> x, y = evaluation_windows(torch.arange(100, dtype=torch.uint8), 8, 3)
+      >>> x, y = evaluation_windows(np.arange(100, dtype=np.uint8), 8, 3)
       >>> x[:, 0].tolist()
       [0, 45, 91]
     """
     high = len(data) - seq_len - 1
     if high < 0:
         raise ValueError(f"seq_len={seq_len!r} needs more than {seq_len + 1} bytes, got {len(data)}")
-    starts = torch.linspace(0, high, count).long()
+    starts = np.linspace(0, high, count).astype(np.int64)
     return _windows(data, starts, seq_len)
