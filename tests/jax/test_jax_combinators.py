@@ -137,3 +137,18 @@ def test_inject_hyperparams_without_static_args():
         jax.jit(lambda s: tx.update(GRADS, s, params, loss_fn=lambda p: jnp.sum(p**4)))(state)
     with pytest.raises(TypeError, match="list 'ema' in static_args"):
         jax.jit(tx.init)(params)
+
+
+def test_frozen_parameters_via_multi_transform_take_no_mask_slots():
+    params = {"a": jnp.ones(4, jnp.float32), "frozen": jnp.ones(3, jnp.float32)}
+    tx = optax.multi_transform(
+        {"train": ire_jax.ire(optax.sgd(0.1), kappa=1.0, flat_fraction=0.5, interval=1),
+         "freeze": optax.set_to_zero()},
+        {"a": "train", "frozen": "freeze"},
+    )
+    grads = {"a": GRADS, "frozen": jnp.zeros(3, jnp.float32)}   # g² = 0 would rank flattest
+    updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    ire_state = state.inner_states["train"].inner_state
+    assert int(ire_state.flat_count) == 2                           # ⌊0.5 · 4⌋, not of 7
+    np.testing.assert_allclose(np.asarray(updates["a"]), [-0.02, -0.1, -0.04, -0.2], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(updates["frozen"]), np.zeros(3))
