@@ -103,7 +103,7 @@ def blend(previous: Sequence | None, estimate: Sequence, beta) -> tuple[list, li
             mixed = magnitude if _is_zero(beta) else beta * old + (1 - beta) * magnitude
         new = xp.where(finite, mixed, old)
         state.append(new)
-        selection.append(xp.where(finite, new, xp.asarray(xp.inf, dtype=new.dtype)))
+        selection.append(xp.where(finite, new, xp.inf))
     return state, selection
 
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from array_api_compat import is_numpy_namespace, is_torch_namespace
+from array_api_compat import device, is_numpy_namespace, is_torch_namespace
 
 from ._xp import count_dtype, is_scalar, namespace, ranking_dtype
 from .threshold import exact_threshold
@@ -88,7 +88,7 @@ def selection_values(curvatures: Sequence) -> tuple[list, list]:
     for h in curvatures:
         h = xp.astype(h, dtype, copy=False)
         ok = xp.isfinite(h)
-        values.append(xp.where(ok, xp.abs(h), xp.asarray(xp.inf, dtype=dtype)))
+        values.append(xp.where(ok, xp.abs(h), xp.inf))
         finite.append(ok)
     return values, finite
 
@@ -125,7 +125,7 @@ def select_flat_mask(
     total = sum(math.prod(v.shape) for v in values)
     k = flat_count(flat_fraction, total)
     if previous is None:
-        previous = [xp.zeros(v.shape, dtype=xp.bool) for v in values]
+        previous = [xp.zeros_like(v, dtype=xp.bool) for v in values]
     if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
         mask, tau = _select_eagerly(xp, values, finite, k, previous, threshold_fn)
     else:
@@ -137,7 +137,7 @@ def _select_traceably(xp, values, finite, k, previous, threshold_fn):
     """Array operations only: runs under ``jax.jit`` with a traced γ."""
     tau = threshold_fn(values, k)
     any_finite = xp.any(xp.stack([xp.any(f) for f in finite]))
-    positive = xp.asarray(k > 0) if is_scalar(k) else k > 0
+    positive = k > 0
     mask = [
         xp.where(any_finite, (v <= tau) & f & positive, prev)
         for v, f, prev in zip(values, finite, previous)
@@ -147,11 +147,11 @@ def _select_traceably(xp, values, finite, k, previous, threshold_fn):
 
 def _select_eagerly(xp, values, finite, k, previous, threshold_fn):
     """The same rule with host decisions, saving passes over the values."""
-    infinity = xp.asarray(xp.inf, dtype=values[0].dtype)
+    infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     if not any(bool(xp.any(f)) for f in finite):
         return list(previous), infinity
     if k <= 0:
-        return [xp.zeros(v.shape, dtype=xp.bool) for v in values], infinity
+        return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
     tau = threshold_fn(values, k)
     if bool(tau < infinity):
         return [v <= tau for v in values], tau

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from array_api_compat import is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import device, is_jax_namespace, is_numpy_namespace, is_torch_namespace
 
 from ._xp import count_dtype, is_scalar, namespace
 
@@ -34,7 +34,7 @@ def _flatten(xp, values):
 
 
 def _infinity(xp, like):
-    return xp.asarray(xp.inf, dtype=like.dtype)
+    return xp.asarray(xp.inf, dtype=like.dtype, device=device(like))
 
 
 def exact_threshold(values: Sequence, k):
@@ -147,7 +147,7 @@ class HistogramThreshold:
         reduce = self.reduce
         dtype = values[0].dtype
         counter = count_dtype(xp, sum(math.prod(v.shape) for v in values))
-        inf = xp.asarray(xp.inf, dtype=dtype)
+        inf = xp.asarray(xp.inf, dtype=dtype, device=device(values[0]))
         values = [xp.reshape(v, (-1,)) for v in values]
         candidates = [(v > 0) & (v < inf) for v in values]
         logs = [xp.log2(xp.where(c, v, xp.ones_like(v))) for v, c in zip(values, candidates)]
@@ -165,9 +165,9 @@ class HistogramThreshold:
                 xp.astype(xp.clip(xp.floor((g - lo) * scale), 0, self.bins - 1), counter)
                 for g in logs
             ]
-            counts = xp.zeros((self.bins,), dtype=counter)
+            counts = xp.zeros((self.bins,), dtype=counter, device=device(values[0]))
             for b, c in zip(bin_of, candidates):
-                index = xp.where(c, b, xp.asarray(self.bins, dtype=counter))
+                index = xp.where(c, b, self.bins)
                 counts = counts + xp.astype(_bincount(xp, index, self.bins + 1)[: self.bins], counter)
             counts = reduce(counts, "sum")
             if round_ == 0:
