@@ -120,7 +120,9 @@ def _schedule(value, name: str):
     if _is_traced(value) or isinstance(value, jax.Array):
         return _Constant(value)
     if isinstance(value, np.ndarray):
-        raise ValueError(f"{name} must be a number or a schedule, got an array of shape {value.shape}")
+        raise ValueError(
+            f"{name} must be a number or a schedule, got an array of shape {value.shape}"
+        )
     return value
 
 
@@ -180,7 +182,9 @@ def resolve(
     learning_rate = _concrete(learning_rate)
     if kappa_follows_lr:
         if peak_lr is None:
-            raise ValueError("kappa_follows_lr=True needs peak_lr (the largest learning rate), got None")
+            raise ValueError(
+                "kappa_follows_lr=True needs peak_lr (the largest learning rate), got None"
+            )
         if isinstance(peak_lr, numbers.Number) and not (peak_lr > 0 and np.isfinite(peak_lr)):
             raise ValueError(f"peak_lr must be a finite number > 0, got {peak_lr!r}")
         if learning_rate is not None and not (

@@ -102,8 +102,7 @@ def jax_base(base: str, lr: float):
     if base == "adamw":
         return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
     raise ValueError(
-        f"scenario.base must be one of 'sgd', 'momentum', 'nesterov', 'adamw', 'sam', "
-        f"got {base!r}"
+        f"scenario.base must be one of 'sgd', 'momentum', 'nesterov', 'adamw', 'sam', got {base!r}"
     )
 
 

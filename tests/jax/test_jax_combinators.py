@@ -66,7 +66,9 @@ def test_inject_hyperparams_interval_and_start_step_are_injectable():
 
 def test_inner_learning_rate_is_injectable_and_kappa_can_follow_it():
     inner = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
-    tx = ire_jax.ire(inner, kappa=2.0, flat_fraction=0.5, interval=1, kappa_follows_lr=True, peak_lr=1.0)
+    tx = ire_jax.ire(
+        inner, kappa=2.0, flat_fraction=0.5, interval=1, kappa_follows_lr=True, peak_lr=1.0
+    )
     params = jnp.ones(4, jnp.float32)
     state = tx.init(params)
     update = jax.jit(lambda s: tx.update(GRADS, s, params))
@@ -98,8 +100,8 @@ def test_multisteps_refresh_counts_real_updates():
         emitted.append(bool(np.any(np.asarray(updates) != 0)))
     inner = state.inner_opt_state
     assert emitted == [False, False, True] * 4
-    assert int(inner.count) == 4            # four real updates
-    assert int(inner.refreshes) == 2        # refreshes at real steps 0 and 2
+    assert int(inner.count) == 4  # four real updates
+    assert int(inner.refreshes) == 2  # refreshes at real steps 0 and 2
     # The mask comes from the accumulated (mean) gradient, not a micro-batch.
     np.testing.assert_array_equal(np.asarray(inner.mask), np.asarray(GRADS) <= 0.2)
 
@@ -122,11 +124,15 @@ def test_apply_if_finite_skipped_steps_leave_curvature_untouched():
     assert int(after.count) == 1 and int(after.refreshes) == 1
     _, state = update(GRADS * 2, state, params)
     assert int(state.inner_state.refreshes) == 2
-    np.testing.assert_allclose(np.asarray(state.inner_state.curvature), 2.5 * np.asarray(GRADS) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(state.inner_state.curvature), 2.5 * np.asarray(GRADS) ** 2, rtol=1e-6
+    )
 
 
 def test_inject_hyperparams_without_static_args():
-    tx = optax.inject_hyperparams(ire_jax.ire)(optax.sgd(1.0), kappa=1.0, flat_fraction=0.5, interval=1)
+    tx = optax.inject_hyperparams(ire_jax.ire)(
+        optax.sgd(1.0), kappa=1.0, flat_fraction=0.5, interval=1
+    )
     params = jnp.ones(4, jnp.float32)
     updates, state = jax.jit(tx.update)(GRADS, tx.init(params), params)
     np.testing.assert_allclose(np.asarray(updates), [-0.2, -1.0, -0.4, -2.0], rtol=1e-6)
@@ -142,13 +148,15 @@ def test_inject_hyperparams_without_static_args():
 def test_frozen_parameters_via_multi_transform_take_no_mask_slots():
     params = {"a": jnp.ones(4, jnp.float32), "frozen": jnp.ones(3, jnp.float32)}
     tx = optax.multi_transform(
-        {"train": ire_jax.ire(optax.sgd(0.1), kappa=1.0, flat_fraction=0.5, interval=1),
-         "freeze": optax.set_to_zero()},
+        {
+            "train": ire_jax.ire(optax.sgd(0.1), kappa=1.0, flat_fraction=0.5, interval=1),
+            "freeze": optax.set_to_zero(),
+        },
         {"a": "train", "frozen": "freeze"},
     )
-    grads = {"a": GRADS, "frozen": jnp.zeros(3, jnp.float32)}   # g² = 0 would rank flattest
+    grads = {"a": GRADS, "frozen": jnp.zeros(3, jnp.float32)}  # g² = 0 would rank flattest
     updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
     ire_state = state.inner_states["train"].inner_state
-    assert int(ire_state.flat_count) == 2                           # ⌊0.5 · 4⌋, not of 7
+    assert int(ire_state.flat_count) == 2  # ⌊0.5 · 4⌋, not of 7
     np.testing.assert_allclose(np.asarray(updates["a"]), [-0.02, -0.1, -0.04, -0.2], rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(updates["frozen"]), np.zeros(3))

@@ -69,9 +69,7 @@ def _config(estimator: str, base: str) -> IREConfig:
 
 _grad = jax.jit(jax.grad(loss))
 _logits = jax.jit(logits)
-_hessian_diagonal = jax.jit(
-    lambda params, x, y: hessian_diagonal(lambda p: loss(p, x, y), params)
-)
+_hessian_diagonal = jax.jit(lambda params, x, y: hessian_diagonal(lambda p: loss(p, x, y), params))
 _hutchinson = jax.jit(
     lambda params, x, y, probes: hutchinson_by_hessian(lambda p: loss(p, x, y), params, probes)
 )
@@ -98,6 +96,7 @@ def _run_reference(base: str, estimator: str, params0, x, y):
     grad_fn = _grad
     trajectory = [params]
     for t in range(STEPS):
+
         def curvature(t=t, params=params):
             return _reference_curvature(estimator, params, x, y, t)
 

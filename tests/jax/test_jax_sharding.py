@@ -37,12 +37,16 @@ def test_flat_threshold_is_global_not_per_shard():
     assert state.curvature["b"].sharding.is_equivalent_to(sharded, 2)
     assert updates["a"].sharding.is_equivalent_to(sharded, 1)
     np.testing.assert_array_equal(np.asarray(state.mask["a"]), [True] * 4 + [False] * 4)
-    np.testing.assert_array_equal(np.asarray(state.mask["b"]), [[True, True]] * 2 + [[False, False]] * 2)
+    np.testing.assert_array_equal(
+        np.asarray(state.mask["b"]), [[True, True]] * 2 + [[False, False]] * 2
+    )
     assert int(state.flat_count) == 8 and float(state.threshold) == pytest.approx(0.8**2)
 
     # The same mask and updates as on one device.
     single_updates, single_state = jax.jit(tx.update)(grads, tx.init(params), params)
-    for a, b in zip(jax.tree_util.tree_leaves(state.mask), jax.tree_util.tree_leaves(single_state.mask)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state.mask), jax.tree_util.tree_leaves(single_state.mask)
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for a, b in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(single_updates)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)

@@ -14,10 +14,12 @@ import pytest
 def init_mlp(key, sizes=(4, 16, 3)):
     params = []
     for fan_in, fan_out, k in zip(sizes[:-1], sizes[1:], jax.random.split(key, len(sizes) - 1)):
-        params.append({
-            "w": jax.random.normal(k, (fan_in, fan_out), jnp.float32) / jnp.sqrt(fan_in),
-            "b": jnp.zeros((fan_out,), jnp.float32),
-        })
+        params.append(
+            {
+                "w": jax.random.normal(k, (fan_in, fan_out), jnp.float32) / jnp.sqrt(fan_in),
+                "b": jnp.zeros((fan_out,), jnp.float32),
+            }
+        )
     return params
 
 

@@ -42,14 +42,15 @@ def test_kappa_zero_and_flat_fraction_zero_are_bitwise_the_inner_optimizer():
 def test_flat_coordinates_move_with_one_plus_kappa_times_the_lr():
     # Diagonal quadratic, exact curvature, gradient descent: invariant 3.
     lr, kappa = 0.05, 1.5
-    tx = ire_jax.ire(optax.sgd(lr), kappa=kappa, flat_fraction=0.5, interval=1,
-                     estimator="exact")
+    tx = ire_jax.ire(optax.sgd(lr), kappa=kappa, flat_fraction=0.5, interval=1, estimator="exact")
     params = jnp.ones(6, jnp.float32)
     state = tx.init(params)
     grads = jax.grad(quadratic)(params)
     updates, state = tx.update(grads, state, params, curvature_fn=lambda p, key: H)
     flat = np.asarray(H) <= 0.3
-    np.testing.assert_allclose(np.asarray(updates)[flat], -lr * (1 + kappa) * np.asarray(grads)[flat], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(updates)[flat], -lr * (1 + kappa) * np.asarray(grads)[flat], rtol=1e-6
+    )
     np.testing.assert_array_equal(np.asarray(updates)[~flat], -lr * np.asarray(grads)[~flat])
     np.testing.assert_array_equal(np.asarray(state.mask), flat)
     assert int(state.flat_count) == 3 and float(state.threshold) == pytest.approx(0.3)
@@ -57,7 +58,9 @@ def test_flat_coordinates_move_with_one_plus_kappa_times_the_lr():
 
 def test_warm_up_steps_equal_the_inner_step_then_ire_starts():
     base, _ = run(optax.sgd(0.1), steps=5)
-    got, state = run(ire_jax.ire(optax.sgd(0.1), kappa=1.0, flat_fraction=0.5, start_step=3), steps=5)
+    got, state = run(
+        ire_jax.ire(optax.sgd(0.1), kappa=1.0, flat_fraction=0.5, start_step=3), steps=5
+    )
     np.testing.assert_array_equal(got[:3], base[:3])
     assert not np.array_equal(got[3], base[3])
     assert int(state.refreshes) == 1 and int(state.count) == 5
@@ -69,14 +72,14 @@ def test_mask_is_held_between_refreshes():
     state = tx.init(params)
     masks, refresh_flags = [], []
     for t in range(7):
-        curvature = H if t % 2 == 0 else 1.0 / H      # a different ranking every step
+        curvature = H if t % 2 == 0 else 1.0 / H  # a different ranking every step
         refresh_flags.append(bool(ire_jax.needs_refresh(state)))
         _, state = tx.update(H, state, params, curvature=curvature)
         masks.append(np.asarray(state.mask))
     assert refresh_flags == [True, False, False, True, False, False, True]
     np.testing.assert_array_equal(masks[0], masks[1])
     np.testing.assert_array_equal(masks[0], masks[2])
-    np.testing.assert_array_equal(masks[3], ~masks[0])   # refreshed from 1/H at t = 3
+    np.testing.assert_array_equal(masks[3], ~masks[0])  # refreshed from 1/H at t = 3
     assert int(state.refreshes) == 3
 
 
@@ -91,7 +94,10 @@ def test_mask_is_held_between_refreshes():
         ({"estimator": "diagonal"}, "estimator must be one of"),
         ({"num_probes": 0}, "num_probes must be an integer >= 1, got 0"),
         ({"kappa_follows_lr": True}, "kappa_follows_lr=True needs peak_lr"),
-        ({"kappa_follows_lr": True, "peak_lr": -1.0}, "peak_lr must be a finite number > 0, got -1.0"),
+        (
+            {"kappa_follows_lr": True, "peak_lr": -1.0},
+            "peak_lr must be a finite number > 0, got -1.0",
+        ),
         ({"seed": 1.5}, "seed must be an integer, got 1.5"),
     ],
 )
@@ -108,7 +114,8 @@ def test_bad_sam_radius_and_inner_raise():
 
 
 @pytest.mark.parametrize(
-    "estimator,missing", [("hutchinson", "loss_fn"), ("fisher", "logits_fn"), ("exact", "curvature_fn")]
+    "estimator,missing",
+    [("hutchinson", "loss_fn"), ("fisher", "logits_fn"), ("exact", "curvature_fn")],
 )
 def test_missing_estimator_input_is_named(estimator, missing):
     tx = ire_jax.ire(optax.sgd(0.1), estimator=estimator)
@@ -137,7 +144,7 @@ def test_no_recompilation_after_the_first_call():
 
     params = jnp.ones(6, jnp.float32)
     state = tx.init(params)
-    for _ in range(5):                 # refresh and hold steps alike
+    for _ in range(5):  # refresh and hold steps alike
         params, state = step(params, state)
     assert len(traces) == 1
     assert int(state.refreshes) == 3
@@ -148,29 +155,38 @@ def test_dtype_is_preserved(dtype):
     tx = ire_jax.ire(optax.adam(1e-2), flat_fraction=0.5, interval=1, ema=0.5)
     params = {"a": jnp.ones(4, dtype), "b": jnp.ones((2, 3), dtype)}
     state = tx.init(params)
-    grads = jax.tree_util.tree_map(lambda p: jnp.linspace(0.1, 1.0, p.size, dtype=dtype).reshape(p.shape), params)
+    grads = jax.tree_util.tree_map(
+        lambda p: jnp.linspace(0.1, 1.0, p.size, dtype=dtype).reshape(p.shape), params
+    )
     updates, state = jax.jit(tx.update)(grads, state, params)
     for tree in (updates, state.curvature):
         assert all(leaf.dtype == dtype for leaf in jax.tree_util.tree_leaves(tree))
     assert all(m.dtype == jnp.bool_ for m in jax.tree_util.tree_leaves(state.mask))
-    assert int(state.flat_count) == 5      # ⌊0.5 · 10⌋
+    assert int(state.flat_count) == 5  # ⌊0.5 · 10⌋
     assert state.threshold.dtype == jnp.float32
 
 
 def test_init_on_abstract_parameters():
     tx = ire_jax.ire(optax.adamw(1e-3), ema=0.9)
-    abstract = {"w": jax.ShapeDtypeStruct((3, 2), jnp.bfloat16), "b": jax.ShapeDtypeStruct((2,), jnp.float32)}
+    abstract = {
+        "w": jax.ShapeDtypeStruct((3, 2), jnp.bfloat16),
+        "b": jax.ShapeDtypeStruct((2,), jnp.float32),
+    }
     shapes = jax.eval_shape(tx.init, abstract)
     concrete = tx.init(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), abstract))
-    same = jax.tree_util.tree_map(lambda s, c: s.shape == c.shape and s.dtype == c.dtype, shapes, concrete)
+    same = jax.tree_util.tree_map(
+        lambda s, c: s.shape == c.shape and s.dtype == c.dtype, shapes, concrete
+    )
     assert all(jax.tree_util.tree_leaves(same))
     assert shapes.mask["w"].dtype == jnp.bool_ and shapes.curvature["w"].dtype == jnp.bfloat16
-    direct = tx.init(abstract)                  # zeros_like accepts ShapeDtypeStruct
+    direct = tx.init(abstract)  # zeros_like accepts ShapeDtypeStruct
     assert direct.mask["w"].shape == (3, 2)
 
 
 def test_state_round_trips_through_pickled_numpy_leaves():
-    tx = ire_jax.ire(optax.adamw(1e-2), flat_fraction=0.5, interval=2, ema=0.5, estimator="hutchinson")
+    tx = ire_jax.ire(
+        optax.adamw(1e-2), flat_fraction=0.5, interval=2, ema=0.5, estimator="hutchinson"
+    )
     params = jnp.ones(6, jnp.float32)
     update = jax.jit(functools.partial(tx.update, loss_fn=quadratic))
     state = tx.init(params)
@@ -189,7 +205,9 @@ def test_state_round_trips_through_pickled_numpy_leaves():
 
 
 def _hutchinson_run(seed, curvature_key=None):
-    tx = ire_jax.ire(optax.sgd(0.05), flat_fraction=0.5, interval=2, estimator="hutchinson", seed=seed)
+    tx = ire_jax.ire(
+        optax.sgd(0.05), flat_fraction=0.5, interval=2, estimator="hutchinson", seed=seed
+    )
     feed = {"loss_fn": lambda p: jnp.sum(jnp.sin(p) * H * p**2)}
     if curvature_key is not None:
         feed["curvature_key"] = curvature_key
@@ -223,11 +241,13 @@ def test_non_finite_curvature_is_never_flat_and_all_nan_keeps_the_mask():
 
 
 def test_callable_estimator_and_ready_curvature():
-    tx = ire_jax.ire(optax.sgd(0.1), flat_fraction=0.5, interval=1, estimator=lambda params, key: -H)
+    tx = ire_jax.ire(
+        optax.sgd(0.1), flat_fraction=0.5, interval=1, estimator=lambda params, key: -H
+    )
     params = jnp.ones(6, jnp.float32)
     _, state = tx.update(H, tx.init(params), params)
     np.testing.assert_array_equal(np.asarray(state.mask), np.asarray(H) <= 0.3)  # |−H| ranked
-    _, state = tx.update(H, state, params, curvature=1.0 / H)                    # overrides
+    _, state = tx.update(H, state, params, curvature=1.0 / H)  # overrides
     np.testing.assert_array_equal(np.asarray(state.mask), np.asarray(H) > 0.3)
 
 
@@ -242,7 +262,7 @@ def test_mask_stats_read_from_state():
 
 
 def test_kappa_and_flat_fraction_schedules_are_traced():
-    kappa = lambda step: jnp.where(step >= 2, 3.0, 1.0)     # noqa: E731
+    kappa = lambda step: jnp.where(step >= 2, 3.0, 1.0)  # noqa: E731
     tx = ire_jax.ire(optax.sgd(1.0), kappa=kappa, flat_fraction=lambda step: 0.5, interval=1)
     params = jnp.ones(2)
     grads = jnp.array([0.1, 1.0])
@@ -257,8 +277,15 @@ def test_kappa_and_flat_fraction_schedules_are_traced():
 
 def test_kappa_follows_a_learning_rate_schedule():
     schedule = optax.linear_schedule(1.0, 0.0, 4)
-    tx = ire_jax.ire(optax.sgd(schedule), kappa=2.0, flat_fraction=0.5, interval=1,
-                     kappa_follows_lr=True, peak_lr=1.0, learning_rate=schedule)
+    tx = ire_jax.ire(
+        optax.sgd(schedule),
+        kappa=2.0,
+        flat_fraction=0.5,
+        interval=1,
+        kappa_follows_lr=True,
+        peak_lr=1.0,
+        learning_rate=schedule,
+    )
     params = jnp.ones(2)
     grads = jnp.array([0.1, 1.0])
     state = tx.init(params)
@@ -266,5 +293,5 @@ def test_kappa_follows_a_learning_rate_schedule():
     for t in range(3):
         u, state = tx.update(grads, state, params)
         lr = float(schedule(t))
-        flat.append(float(u[0]) / (-lr * 0.1))           # 1 + κ·lr/peak
+        flat.append(float(u[0]) / (-lr * 0.1))  # 1 + κ·lr/peak
     assert flat == pytest.approx([3.0, 2.5, 2.0])
