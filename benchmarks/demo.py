@@ -60,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of both runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: steadier timings for a model this small)")
+                        help="CPU threads of torch and JAX (default 1: steadier timings for a "
+                        "model this small)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 2:
@@ -88,7 +89,7 @@ def load_trainer(backend: str, threads: int):
                 "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
             )
         from .lm_jax import train_language_model
-    elif backend == "keras":
+    elif backend == "keras":  # on the backend Keras was started with (KERAS_BACKEND)
         from .lm_keras import train_language_model
     else:
         raise ValueError(f"backend must be 'torch', 'jax' or 'keras', got {backend!r}")
@@ -148,6 +149,8 @@ def run_demo(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
+    if args.backend == "keras":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     problem = require_backend(args.backend)
     if problem:
         print(problem, file=sys.stderr)
