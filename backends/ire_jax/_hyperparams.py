@@ -17,11 +17,12 @@ from typing import Any
 import jax
 import numpy as np
 
+import ire_core
 from ire_core import IREConfig
 
 __all__ = ["STATIC_ARGS", "Hyperparams", "lr_value", "resolve"]
 
-STATIC_ARGS = ("ema", "num_probes", "estimator", "learning_rate")
+STATIC_ARGS = ("ema", "num_probes", "estimator", "learning_rate", "threshold_fn")
 """Arguments of :func:`ire_jax.ire` / :func:`ire_jax.sam_ire` that shape the
 computation or the state and cannot be traced (or would be mistaken for
 schedules): pass them as ``static_args`` to ``optax.inject_hyperparams``.
@@ -71,6 +72,7 @@ class Hyperparams:
       seed: seed of the state's PRNG key (int or traced integer).
       peak_lr: lr_peak for ``kappa_follows_lr`` (or ``None``).
       learning_rate: the inner optimizer's learning rate or schedule, if given.
+      threshold_fn: ``(values, k) -> τ`` used by the mask selection.
     """
 
     config: IREConfig
@@ -83,6 +85,7 @@ class Hyperparams:
     seed: Any
     peak_lr: Any
     learning_rate: Any
+    threshold_fn: Callable = ire_core.exact_threshold
 
     def static_probes(self) -> int:
         """The number of Hutchinson probes, which fixes the traced graph."""
@@ -142,6 +145,7 @@ def resolve(
     rho=0.0,
     adaptive=False,
     sam_eps=1e-12,
+    threshold_fn=None,
 ) -> Hyperparams:
     """Checks every argument and returns the :class:`Hyperparams`.
 
@@ -193,8 +197,24 @@ def resolve(
             raise ValueError(
                 f"learning_rate must be a number, a schedule or None, got {learning_rate!r}"
             )
+    if threshold_fn is None:
+        threshold_fn = ire_core.exact_threshold
+    elif not callable(threshold_fn):
+        raise ValueError(
+            f"threshold_fn must be a callable (values, k) -> threshold or None, got {threshold_fn!r}"
+        )
     return Hyperparams(
-        config, interval, start_step, ema, num_probes, rho, sam_eps, seed, peak_lr, learning_rate
+        config,
+        interval,
+        start_step,
+        ema,
+        num_probes,
+        rho,
+        sam_eps,
+        seed,
+        peak_lr,
+        learning_rate,
+        threshold_fn,
     )
 
 

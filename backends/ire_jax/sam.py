@@ -83,6 +83,7 @@ def sam_ire(
     peak_lr: float | None = None,
     learning_rate: Any = None,
     seed: int = 0,
+    threshold_fn: Callable | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """SAM-IRE: the inner optimizer steps with the SAM gradient, IRE amplifies.
 
@@ -100,7 +101,7 @@ def sam_ire(
       adaptive: adaptive SAM (ASAM) with T = |θ|.
       sam_eps: added to the perturbation's norm.
       kappa, flat_fraction, interval, ema, start_step, estimator, num_probes,
-        kappa_follows_lr, peak_lr, learning_rate, seed: as in
+        kappa_follows_lr, peak_lr, learning_rate, seed, threshold_fn: as in
         :func:`ire_jax.ire`.
 
     Returns:
@@ -132,6 +133,7 @@ def sam_ire(
         rho=rho,
         adaptive=adaptive,
         sam_eps=sam_eps,
+        threshold_fn=threshold_fn,
     )
 
     def prepare(grads, params, extra_args):

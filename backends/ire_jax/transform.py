@@ -128,7 +128,9 @@ def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict)
     beta = hp.ema if previous is None else jnp.where(state.refreshes > 0, hp.ema, 0.0)
     average, selection = ire_core.blend(previous, estimate, beta)
     gamma = ire_core.flat_fraction_at(hp.config, state.count)
-    selected = ire_core.select_flat_mask(selection, gamma, previous=mask_leaves)
+    selected = ire_core.select_flat_mask(
+        selection, gamma, previous=mask_leaves, threshold_fn=hp.threshold_fn
+    )
     curvature = None
     if previous is not None:
         curvature = jax.tree_util.tree_unflatten(
@@ -230,6 +232,7 @@ def ire(
     peak_lr: float | None = None,
     learning_rate: Any = None,
     seed: int = 0,
+    threshold_fn: Callable | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """IRE around an optax optimizer: Δ ← Δ + κ·(P ⊙ Δ) on the flat mask P.
 
@@ -274,6 +277,10 @@ def ire(
         for ``kappa_follows_lr``; ``None`` reads ``learning_rate`` from the
         inner state (an ``optax.inject_hyperparams`` optimizer).
       seed: seed of the PRNG key kept in the state for estimator draws.
+      threshold_fn: ``(values, k) -> τ`` finding the k-th smallest curvature
+        over the model; ``None`` is ``ire_core.exact_threshold`` (one sort
+        of all coordinates). ``ire_core.HistogramThreshold()`` finds τ from
+        a few histogram passes instead of a sort.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is an
@@ -304,6 +311,7 @@ def ire(
         peak_lr=peak_lr,
         learning_rate=learning_rate,
         seed=seed,
+        threshold_fn=threshold_fn,
     )
     return _transformation(hp, inner)
 

@@ -11,12 +11,17 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+import ire_core
+
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 2, reason="needs 2 devices: XLA_FLAGS was set after JAX started"
 )
 
 
-def test_flat_threshold_is_global_not_per_shard():
+@pytest.mark.parametrize(
+    "threshold_fn", [None, ire_core.HistogramThreshold()], ids=["sort", "histogram"]
+)
+def test_flat_threshold_is_global_not_per_shard(threshold_fn):
     mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
     sharded = NamedSharding(mesh, P("data"))
     # The first half of every tensor (device 0) is flat, the second half
@@ -26,7 +31,14 @@ def test_flat_threshold_is_global_not_per_shard():
         "b": jnp.array([[0.5, 0.6], [0.7, 0.8], [20.0, 21.0], [22.0, 23.0]], jnp.float32),
     }
     params = jax.tree_util.tree_map(lambda g: jnp.ones_like(g), grads)
-    tx = ire_jax.ire(optax.adam(0.1), kappa=1.0, flat_fraction=0.5, interval=1, ema=0.5)
+    tx = ire_jax.ire(
+        optax.adam(0.1),
+        kappa=1.0,
+        flat_fraction=0.5,
+        interval=1,
+        ema=0.5,
+        threshold_fn=threshold_fn,
+    )
 
     placed_params = jax.device_put(params, sharded)
     placed_grads = jax.device_put(grads, sharded)

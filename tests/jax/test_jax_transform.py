@@ -99,6 +99,7 @@ def test_mask_is_held_between_refreshes():
             "peak_lr must be a finite number > 0, got -1.0",
         ),
         ({"seed": 1.5}, "seed must be an integer, got 1.5"),
+        ({"threshold_fn": "sort"}, "threshold_fn must be a callable"),
     ],
 )
 def test_bad_hyperparameters_raise_at_construction_naming_the_argument(kwargs, match):
