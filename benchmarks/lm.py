@@ -104,7 +104,7 @@ def train_language_model(
         if ire is None:
             optimizer.step()
         else:  # the model's logits feed the ``fisher`` estimator on refresh steps
-            optimizer.step(logits_fn=lambda: model(inputs))
+            optimizer.step(logits_fn=lambda inputs=inputs: model(inputs))
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         step_seconds += time.perf_counter() - tick

@@ -120,9 +120,15 @@ class IRESettings:
     kappa_follows_lr: bool = False
 
     @property
-    def label(self) -> str:
+    def description(self) -> str:
+        """``"κ=2, γ=0.6"`` (with ``", κ∝lr"`` when κ follows the learning rate)."""
         schedule = ", κ∝lr" if self.kappa_follows_lr else ""
-        return f"AdamW+IRE (κ={self.kappa:g}, γ={self.flat_fraction:g}{schedule})"
+        return f"κ={self.kappa:g}, γ={self.flat_fraction:g}{schedule}"
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and plots."""
+        return f"AdamW+IRE ({self.description})"
 
 
 @dataclasses.dataclass

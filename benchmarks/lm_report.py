@@ -14,8 +14,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .lm_config import RunResult
 from .metrics import steps_to_target

@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from .metrics import format_mean_std, mean_std
+from .metrics import format_mean_std
 from .tables import render_table, write_text
 
 __all__ = ["SweepGrid", "main", "run_sweep"]
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     best = sweep["best"]
     png = plot_validation([sweep["seeds"]["adamw"][0], sweep["seeds"]["ire"][0]],
                           out / "lm_sweep_best.png",
-                          title=f"AdamW vs best IRE ({best.label[10:-1]}), seed 0")
+                          title=f"AdamW vs the best IRE setting ({best.description}), seed 0")
     print(f"Validation curves: {png.resolve()}")
     best_ratio = max(_ratio(sweep["adamw"][sweep["lr"]], r) for r in sweep["ire"].values())
     print(f"Largest steps-to-target speed-up in the grid: {best_ratio:.2f}×"

@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["format_mean_std", "mean_std", "steps_to_target"]
 

@@ -10,8 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["render_table", "write_text"]
 
