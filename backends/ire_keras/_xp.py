@@ -109,7 +109,7 @@ class KerasArray:
     def _binary(self, other, fn, reverse=False):
         other_value = _unwrap(other)
         if isinstance(other_value, numbers.Number) and not isinstance(other_value, bool):
-            other_value = ops.cast(other_value, self.dtype)
+            other_value = ops.convert_to_tensor(other_value, dtype=self.dtype)
         if reverse:
             return _wrap(fn(other_value, self.value))
         return _wrap(fn(self.value, other_value))
@@ -239,7 +239,10 @@ class KerasNamespace:
         x = _unwrap(x)
         low = -math.inf if min is None else min
         high = math.inf if max is None else max
-        return _wrap(ops.clip(x, ops.cast(low, x.dtype), ops.cast(high, x.dtype)))
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        low = ops.convert_to_tensor(low, dtype=dtype) if isinstance(low, numbers.Number) else _unwrap(low)
+        high = ops.convert_to_tensor(high, dtype=dtype) if isinstance(high, numbers.Number) else _unwrap(high)
+        return _wrap(ops.clip(x, low, high))
 
     @staticmethod
     def concat(arrays, axis=0):

@@ -421,10 +421,22 @@ class IRE(keras.optimizers.Optimizer):
 
         def refreshed():
             raw = [ops.convert_to_tensor(h) for h in estimate()]
-            previous = [_xp.read(a) for a in averages]
-            state, selection = ire_core.blend(
-                _xp.to_core(previous) if previous else None, _xp.to_core(raw), self.ire_config.ema
-            )
+            state, selection = ire_core.blend(None, _xp.to_core(raw), self.ire_config.ema)
+            if averages:
+                # The first estimate starts the average; later ones blend in.
+                later, later_selection = ire_core.blend(
+                    _xp.to_core([_xp.read(a) for a in averages]),
+                    _xp.to_core(raw),
+                    self.ire_config.ema,
+                )
+                started = _xp.read(self.refresh_count) > 0
+                state = _xp.to_core(
+                    [ops.where(started, _xp.from_core(b), _xp.from_core(a)) for a, b in zip(state, later)]
+                )
+                selection = _xp.to_core(
+                    [ops.where(started, _xp.from_core(b), _xp.from_core(a))
+                     for a, b in zip(selection, later_selection)]
+                )
             gamma = self._scheduled(self.ire_config.flat_fraction, step)
             chosen = ire_core.select_flat_mask(
                 selection, gamma, previous=_xp.to_core([_xp.read(m) for m in masks])
