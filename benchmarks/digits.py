@@ -39,7 +39,9 @@ from .metrics import format_mean_std, mean_std
 from .plots import plot_curves
 from .tables import render_table, write_text
 
-__all__ = ["METHODS", "DigitsSetup", "Splits", "load_splits", "main", "train_digits"]
+__all__ = [
+    "METHODS", "DigitsSetup", "Splits", "grid_table", "load_splits", "main", "train_digits",
+]
 
 METHODS = ("SGD", "SGD-IRE", "SAM", "SAM-IRE")
 
@@ -263,9 +265,11 @@ def main(argv=None) -> int:
         f"{setup.ire_start:.0%} of training. lr tuned per method over {lrs} on validation "
         f"accuracy; mean ± std over {seeds} seed{'s' if seeds > 1 else ''}."
     )
-    print("\n" + header + "\n\n" + table + "\n")
+    grid = grid_table(runs, lrs, seeds)
+    text = "\n\n".join([header, table, "Every learning rate of the grid:", grid])
+    print("\n" + text + "\n")
     out = Path(args.out)
-    write_text(out / "digits.md", header + "\n\n" + table)
+    write_text(out / "digits.md", text)
     window = max(1, len(runs[METHODS[0], lrs[0], 0].train_losses) // 20)
     curves = {}
     for method in METHODS:
@@ -275,6 +279,22 @@ def main(argv=None) -> int:
                       ylabel="cross-entropy (moving average)", logy=True)
     print(f"Training losses: {png.resolve()}")
     return 0
+
+
+def grid_table(runs: dict, lrs, seeds: int) -> str:
+    """Validation and test accuracy and tr H of every (method, lr), mean ± std
+    over the seeds; ``runs`` maps ``(method, lr, seed)`` to a result."""
+    rows = []
+    for method in METHODS:
+        for lr in lrs:
+            chosen = [runs[method, lr, s] for s in range(seeds)]
+            rows.append([
+                method, f"{lr:g}",
+                format_mean_std([100 * r.val_accuracy for r in chosen], 2),
+                format_mean_std([100 * r.test_accuracy for r in chosen], 2),
+                format_mean_std([r.hessian_trace for r in chosen], 2),
+            ])
+    return render_table(["method", "lr", "val accuracy %", "test accuracy %", "tr H"], rows)
 
 
 def _smooth(values, window: int) -> list:
