@@ -21,6 +21,7 @@ from .amplify import apply_amplification, snapshot
 from .distributed import CurvatureSync
 from .draws import Draws
 from .estimators import CurvatureInputs, check_sources, estimate_curvature
+from .fused import fused_step
 from .monitoring import MaskReport
 
 __all__ = ["IRE", "IRE_KEYWORDS"]
@@ -40,6 +41,7 @@ IRE_KEYWORDS = (
     "label_uniforms_fn",
     "sync_curvature",
     "process_group",
+    "fused_update",
 )
 """The keyword arguments :class:`IRE` takes besides the base optimizer."""
 
@@ -109,6 +111,12 @@ class IRE(torch.optim.Optimizer):
       sync_curvature: average curvature across ranks (``None``: whenever
         ``torch.distributed`` is initialized with several ranks).
       process_group: the group curvature is averaged over.
+      fused_update: apply (1 + κ·P) inside the base update when the base is
+        a plain ``torch.optim.SGD``, ``Adam`` or ``AdamW`` (see
+        :mod:`ire_torch.fused`): no copy of the parameters, the same result
+        up to rounding, the same state. ``False`` always takes the generic
+        path (copy, base step, rescale the displacement), which every other
+        base optimizer takes.
 
     Example:
       >>> import torch
@@ -149,8 +157,10 @@ class IRE(torch.optim.Optimizer):
         label_uniforms_fn: Callable | None = None,
         sync_curvature: bool | None = None,
         process_group=None,
+        fused_update: bool = True,
     ):
         check_optimizer(base_optimizer, "base_optimizer")
+        check_bool(fused_update, "fused_update")
         if isinstance(base_optimizer, IRE):
             raise TypeError("base_optimizer must not itself be an IRE optimizer")
         self.config = IREConfig(
@@ -168,6 +178,7 @@ class IRE(torch.optim.Optimizer):
             check_positive(peak_lr, "peak_lr")
         self.base_optimizer = base_optimizer
         self._peak_lr = peak_lr
+        self.fused_update = fused_update
         self._draws = Draws(seed, probes_fn, label_uniforms_fn)
         self._sync = CurvatureSync(sync_curvature, process_group)
         self._sources: tuple = (None, None)
@@ -340,14 +351,24 @@ class IRE(torch.optim.Optimizer):
         if ire_core.is_refresh_step(t, config.interval, config.start_step):
             self._refresh(t, stepped, estimate_grads, loss_fn, logits_fn)
         plan = self._plan(t, stepped) if ire_core.is_active(t, config.start_step) else []
-        originals = originals or {}
+        self._amplified_step(plan, originals or {})
+        self._ire_step = t + 1
+
+    def _amplified_step(self, plan: list, originals: dict) -> None:
+        """The base step with the plan's (param, mask, κ) amplified: fused
+        into the update when possible, else copy, step and rescale."""
+        if not plan:
+            self.base_optimizer.step()
+            return
+        if self.fused_update:
+            amplify = {p: (mask, kappa) for p, mask, kappa in plan}
+            if fused_step(self.base_optimizer, amplify):
+                return
         missing = [p for p, _, _ in plan if p not in originals]
         originals = {**originals, **dict(zip(missing, snapshot(missing)))}
         self.base_optimizer.step()
-        if plan:
-            params, masks, kappas = zip(*plan)
-            apply_amplification(params, [originals[p] for p in params], masks, kappas)
-        self._ire_step = t + 1
+        params, masks, kappas = zip(*plan)
+        apply_amplification(params, [originals[p] for p in params], masks, kappas)
 
     def _plan(self, step: int, stepped: list) -> list:
         plan, kappas = [], {}

@@ -1,0 +1,287 @@
+"""Fused IRE steps for ``torch.optim.SGD``, ``Adam`` and ``AdamW``.
+
+The generic path (:mod:`ire_torch.amplify`) copies the parameters, lets the
+base optimizer step and rescales the displacement afterwards. For the three
+most common bases this module takes the base step itself, with the factor
+(1 + κ·P) applied inside the update: no copy of the parameters, one extra
+pass over the amplified tensors (two for AdamW with weight decay).
+
+The step reads and writes the base optimizer's own state entries
+(``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``,
+``momentum_buffer``) with the same operations, in the same order, as
+``torch.optim`` (foreach ops over each device and dtype when the group uses
+foreach, per tensor otherwise), so:
+
+* coordinates outside the mask, and groups without amplification, receive
+  bit for bit the base optimizer's update;
+* flat coordinates receive θ + (1 + κ)·Δ, equal to the generic path's
+  θ' + κ·(θ' − θ) up to floating-point rounding;
+* state dicts move freely between fused and generic runs.
+
+How the factor enters each update (P is the boolean mask, read as 0/1):
+
+* SGD (momentum, Nesterov, dampening, weight decay): θ ← θ − lr·d, then
+  θ ← θ − κ·lr·(P ⊙ d) for the direction d the base uses.
+* Adam / AdamW: the denominator √v̂ + ε is divided by (1 + κ) on flat
+  coordinates before ``addcdiv``; AdamW's decoupled decay θ ← (1 − lr·λ)·θ is
+  followed by θ ← θ − κ·lr·λ/(1 − lr·λ)·(P ⊙ θ), which is −κ·lr·λ·θ_old.
+
+Anything else — other optimizer classes (subclasses included), ``maximize``,
+``capturable``, ``differentiable``, ``fused=True``, tensor hyperparameters,
+complex or tensor-subclass parameters, hooks registered on the base
+optimizer or a patched ``base.step`` — is left to the generic path:
+:func:`fused_step` then returns ``False`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+
+import torch
+
+__all__ = ["fused_step", "supports_fused_step"]
+
+# Devices where torch.optim defaults to foreach kernels (foreach=None).
+_FOREACH_DEVICES = ("cuda", "xpu")
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _plain_params(group: dict) -> bool:
+    return all(type(p) in _PLAIN_TYPES and not torch.is_complex(p) for p in group["params"])
+
+
+def _sgd_group_ok(group: dict) -> bool:
+    return (
+        not group.get("maximize", False)
+        and not group.get("differentiable", False)
+        and not group.get("fused")
+        and all(_is_number(group[k]) for k in ("lr", "momentum", "dampening", "weight_decay"))
+    )
+
+
+def _adam_group_ok(group: dict) -> bool:
+    betas = group["betas"]
+    return (
+        not group.get("maximize", False)
+        and not group.get("differentiable", False)
+        and not group.get("capturable", False)
+        and not group.get("fused")
+        and all(_is_number(group[k]) for k in ("lr", "eps", "weight_decay"))
+        and all(_is_number(b) for b in betas)
+    )
+
+
+_GROUP_CHECKS = {
+    torch.optim.SGD: _sgd_group_ok,
+    torch.optim.Adam: _adam_group_ok,
+    torch.optim.AdamW: _adam_group_ok,
+}
+
+
+def supports_fused_step(optimizer: torch.optim.Optimizer) -> bool:
+    """True when :func:`fused_step` can take ``optimizer``'s step.
+
+    Example:
+      >>> import torch
+      >>> params = [torch.nn.Parameter(torch.zeros(2))]
+      >>> supports_fused_step(torch.optim.AdamW(params, lr=1e-3))
+      True
+      >>> supports_fused_step(torch.optim.AdamW(params, lr=1e-3, maximize=True))
+      False
+      >>> supports_fused_step(torch.optim.RMSprop(params))
+      False
+    """
+    check = _GROUP_CHECKS.get(type(optimizer))
+    if check is None:
+        return False
+    if "step" in vars(optimizer):  # patched (profilers, schedulers on the base, …)
+        return False
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+        return False
+    return all(check(group) and _plain_params(group) for group in optimizer.param_groups)
+
+
+@torch.no_grad()
+def fused_step(
+    optimizer: torch.optim.Optimizer,
+    amplify: Mapping[torch.Tensor, tuple[torch.Tensor, float]],
+) -> bool:
+    """The base optimizer's step with (1 + κ·P) applied inside the update.
+
+    Args:
+      optimizer: a ``torch.optim.SGD``, ``Adam`` or ``AdamW``.
+      amplify: ``{param: (mask, kappa)}`` for the parameters to amplify:
+        a boolean mask of the parameter's shape and a Python number κ, the
+        same for all parameters of a param group. Other parameters with a
+        gradient take the plain base step.
+
+    Returns:
+      ``True`` if the step was taken; ``False`` (nothing changed) when the
+      optimizer or one of its settings is not supported.
+
+    Example:
+      >>> import torch
+      >>> p = torch.nn.Parameter(torch.ones(3))
+      >>> opt = torch.optim.SGD([p], lr=0.5)
+      >>> p.grad = torch.ones(3)
+      >>> fused_step(opt, {p: (torch.tensor([True, False, True]), 1.0)})
+      True
+      >>> p.tolist()
+      [0.0, 0.5, 0.0]
+    """
+    if not supports_fused_step(optimizer):
+        return False
+    kappas = [_group_kappa(group, amplify) for group in optimizer.param_groups]
+    if any(k is False for k in kappas):
+        return False
+    if isinstance(optimizer, torch.optim.Adam):
+        decays = [
+            group["lr"] * group["weight_decay"]
+            for group, k in zip(optimizer.param_groups, kappas)
+            if k and group["weight_decay"] != 0 and group["decoupled_weight_decay"]
+        ]
+        if any(d == 1 for d in decays):
+            return False
+        for group, kappa in zip(optimizer.param_groups, kappas):
+            _adam_group(optimizer, group, amplify, kappa)
+    else:
+        for group, kappa in zip(optimizer.param_groups, kappas):
+            _sgd_group(optimizer, group, amplify, kappa)
+    return True
+
+
+def _group_kappa(group: dict, amplify: Mapping):
+    """The group's κ (0.0 when nothing in it is amplified); ``False`` when
+    κ is not one Python number for the whole group."""
+    kappa = None
+    for p in group["params"]:
+        entry = amplify.get(p)
+        if entry is None:
+            continue
+        value = entry[1]
+        if not _is_number(value) or (kappa is not None and value != kappa):
+            return False
+        kappa = value
+    return 0.0 if kappa is None else float(kappa)
+
+
+def _batches(params: Sequence[torch.Tensor], foreach) -> list[list[int]]:
+    """Indices of ``params`` taken together: per device and dtype for foreach
+    groups (as torch.optim does), one by one otherwise."""
+    if foreach is None:
+        foreach = all(p.device.type in _FOREACH_DEVICES for p in params)
+    if not foreach:
+        return [[i] for i in range(len(params))]
+    batches: dict = {}
+    for i, p in enumerate(params):
+        batches.setdefault((p.device, p.dtype), []).append(i)
+    return list(batches.values())
+
+
+def _flat_parts(masks, *tensor_lists):
+    """The entries of each of ``tensor_lists`` whose mask is not ``None``, and
+    those masks as 0/1 bytes (``addcmul`` reads bytes much faster than bools)."""
+    chosen = [i for i, m in enumerate(masks) if m is not None]
+    parts = [[tensors[i] for i in chosen] for tensors in tensor_lists]
+    return (*parts, [masks[i].view(torch.uint8) for i in chosen])
+
+
+def _masks(group_params, amplify, kappa):
+    if not kappa:
+        return [None] * len(group_params)
+    return [amplify[p][0] if p in amplify else None for p in group_params]
+
+
+def _sgd_group(optimizer, group: dict, amplify: Mapping, kappa: float) -> None:
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params:
+        return
+    lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+    weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+    masks = _masks(params, amplify, kappa)
+    for indices in _batches(params, group["foreach"]):
+        ps = [params[i] for i in indices]
+        grads = [p.grad for p in ps]
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, ps, alpha=weight_decay)
+        if momentum != 0:
+            bufs = []
+            for p, g in zip(ps, grads):
+                state = optimizer.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = g.detach().clone()
+                else:
+                    buf.mul_(momentum).add_(g, alpha=1 - dampening)
+                bufs.append(buf)
+            grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+        torch._foreach_add_(ps, grads, alpha=-lr)
+        targets, directions, flat = _flat_parts([masks[i] for i in indices], ps, grads)
+        if targets:
+            torch._foreach_addcmul_(targets, directions, flat, value=-lr * kappa)
+
+
+def _adam_state(optimizer, group: dict, p: torch.Tensor) -> dict:
+    state = optimizer.state[p]
+    if len(state) == 0:
+        scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        state["step"] = torch.tensor(0.0, dtype=scalar, device="cpu")
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state
+
+
+def _adam_group(optimizer, group: dict, amplify: Mapping, kappa: float) -> None:
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params:
+        return
+    states = [_adam_state(optimizer, group, p) for p in params]
+    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+    beta1, beta2 = group["betas"]
+    amsgrad, decoupled = group["amsgrad"], group["decoupled_weight_decay"]
+    masks = _masks(params, amplify, kappa)
+    for indices in _batches(params, group["foreach"]):
+        ps = [params[i] for i in indices]
+        ss = [states[i] for i in indices]
+        ms = [masks[i] for i in indices]
+        grads = [p.grad for p in ps]
+        exp_avgs = [s["exp_avg"] for s in ss]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in ss]
+        steps = [s["step"] for s in ss]
+        torch._foreach_add_(steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
+        if weight_decay != 0:
+            if decoupled:
+                torch._foreach_mul_(ps, 1 - lr * weight_decay)
+                decayed, flat = _flat_parts(ms, ps)
+                if decayed:
+                    decay = lr * weight_decay
+                    torch._foreach_addcmul_(decayed, decayed, flat,
+                                            value=-kappa * decay / (1 - decay))
+            else:
+                grads = torch._foreach_add(grads, ps, alpha=weight_decay)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        del grads
+        counts = [s["step"].item() for s in ss]
+        step_size = [(lr / (1 - beta1**t)) * -1 for t in counts]
+        bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in counts]
+        if amsgrad:
+            max_sqs = [s["max_exp_avg_sq"] for s in ss]
+            torch._foreach_maximum_(max_sqs, exp_avg_sqs)
+            denom = torch._foreach_sqrt(max_sqs)
+        else:
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        scaled, flat = _flat_parts(ms, denom)
+        if scaled:
+            torch._foreach_addcmul_(scaled, scaled, flat, value=-kappa / (1 + kappa))
+        torch._foreach_addcdiv_(ps, exp_avgs, denom, step_size)
