@@ -82,7 +82,7 @@ class LMSetup:
     model: LlamaConfig = LlamaConfig(dim=128, layers=2, heads=4, seq_len=64)
     steps: int = 600
     batch_size: int = 16
-    peak_lr: float = 3e-3
+    peak_lr: float = 1.5e-3
     warmup: int = 60
     lr_floor: float = 0.1
     weight_decay: float = 0.1
