@@ -42,6 +42,7 @@ IRE_KEYWORDS = (
     "sync_curvature",
     "process_group",
     "fused_update",
+    "threshold_fn",
 )
 """The keyword arguments :class:`IRE` takes besides the base optimizer."""
 
@@ -117,6 +118,11 @@ class IRE(torch.optim.Optimizer):
         up to rounding, the same state. ``False`` always takes the generic
         path (copy, base step, rescale the displacement), which every other
         base optimizer takes.
+      threshold_fn: how τ is found at a refresh, ``(values, k) -> τ``
+        (see :mod:`ire_core.threshold`): ``None`` for the exact k-th
+        smallest, ``ire_core.threshold.SampledThreshold()`` for a sampled
+        quantile whose cost does not grow with the model,
+        ``ire_core.HistogramThreshold(reduce=...)`` for sharded models.
 
     Example:
       >>> import torch
@@ -158,9 +164,15 @@ class IRE(torch.optim.Optimizer):
         sync_curvature: bool | None = None,
         process_group=None,
         fused_update: bool = True,
+        threshold_fn: Callable | None = None,
     ):
         check_optimizer(base_optimizer, "base_optimizer")
         check_bool(fused_update, "fused_update")
+        if threshold_fn is not None and not callable(threshold_fn):
+            raise TypeError(
+                f"threshold_fn must be a callable (values, k) -> threshold or None, got "
+                f"{type(threshold_fn).__name__}"
+            )
         if isinstance(base_optimizer, IRE):
             raise TypeError("base_optimizer must not itself be an IRE optimizer")
         self.config = IREConfig(
@@ -179,6 +191,7 @@ class IRE(torch.optim.Optimizer):
         self.base_optimizer = base_optimizer
         self._peak_lr = peak_lr
         self.fused_update = fused_update
+        self._threshold_fn = threshold_fn or ire_core.exact_threshold
         self._draws = Draws(seed, probes_fn, label_uniforms_fn)
         self._sync = CurvatureSync(sync_curvature, process_group)
         self._sources: tuple = (None, None)
@@ -410,7 +423,8 @@ class IRE(torch.optim.Optimizer):
             for entry, p in zip(old, params)
         ]
         gamma = ire_core.flat_fraction_at(config, step)
-        selected = ire_core.select_flat_mask(selection, gamma, previous=previous_masks)
+        selected = ire_core.select_flat_mask(selection, gamma, previous=previous_masks,
+                                             threshold_fn=self._threshold_fn)
         state = {}
         for p, mask, curvature in zip(params, selected.mask, average):
             entry = {"mask": mask}

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ire_core import HistogramThreshold, exact_threshold, select_flat_mask
+from ire_core.threshold import SampledThreshold
 
 
 def heavy_tailed(seed, n, zeros=0.05, infinities=0.01):
@@ -88,3 +89,52 @@ def test_histogram_threshold_plugs_into_mask_selection():
 def test_histogram_arguments_are_validated(bins, rounds, name):
     with pytest.raises(ValueError, match=name):
         HistogramThreshold(bins=bins, rounds=rounds)
+
+
+# -- SampledThreshold ----------------------------------------------------------
+
+
+def test_sampled_threshold_is_exact_when_the_model_fits_in_the_sample():
+    values = heavy_tailed(3, 2000)
+    for k in (0, 1, 700, 2000):
+        expected = exact_threshold(values, k)
+        assert float(SampledThreshold(sample=4096)(values, k)) == float(expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("fraction", [0.1, 0.6, 0.9])
+def test_sampled_threshold_flat_count_is_within_the_sampling_error(seed, fraction):
+    rng = np.random.default_rng(seed)
+    # Rows of very different scale: a sample that lined up with them would be biased.
+    values = [rng.lognormal(size=(300, 250)) * np.logspace(-3, 3, 250)[None, :],
+              rng.exponential(size=40_000), np.zeros(5_000)]
+    total = sum(v.size for v in values)
+    k = int(fraction * total)
+    sample = 8192
+    tau = SampledThreshold(sample=sample)(values, k)
+    count = sum(int((v <= tau).sum()) for v in values)
+    sigma = np.sqrt(fraction * (1 - fraction) / sample) * total
+    assert abs(count - k) <= 5 * sigma + total / sample
+
+
+def test_sampled_threshold_in_select_flat_mask_with_an_array_fraction():
+    values = [np.random.default_rng(5).lognormal(size=(400, 300))]
+    threshold = SampledThreshold(sample=2048)
+    eager = select_flat_mask(values, 0.3, threshold_fn=threshold)
+    traced = select_flat_mask(values, np.asarray(0.3, dtype=np.float32), threshold_fn=threshold)
+    assert int(traced.flat_count) == int(eager.flat_count)
+    assert abs(int(eager.flat_count) - 36_000) < 2_000
+    assert float(threshold(values, 0)) == np.inf
+
+
+def test_sampled_threshold_ignores_non_finite_values_and_is_deterministic():
+    values = heavy_tailed(11, 60_000)
+    threshold = SampledThreshold(sample=1024)
+    first, second = threshold(values, 20_000), threshold(values, 20_000)
+    assert np.isfinite(first) and first == second
+
+
+@pytest.mark.parametrize("sample", [0, -3, 2.5, True])
+def test_sampled_threshold_rejects_bad_sample_sizes(sample):
+    with pytest.raises(ValueError, match="sample must be an integer >= 1"):
+        SampledThreshold(sample=sample)

@@ -247,3 +247,18 @@ def test_persistent_ire_state_is_one_bool_per_coordinate_without_ema():
             if entry is not None:
                 assert set(entry) == keys
                 assert entry["mask"].dtype == torch.bool and entry["mask"].shape == p.shape
+
+
+def test_a_sampled_threshold_selects_about_the_flat_fraction():
+    from ire_core.threshold import SampledThreshold
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(300, 200)
+    opt = IRE(torch.optim.AdamW(model.parameters(), lr=1e-3), flat_fraction=0.6,
+              threshold_fn=SampledThreshold(sample=4096))
+    model(torch.randn(16, 300)).square().mean().backward()
+    opt.step()
+    report = opt.mask_stats()
+    assert abs(report.flat_count - 0.6 * report.total) < 0.03 * report.total
+    with pytest.raises(TypeError, match="threshold_fn must be a callable"):
+        IRE(torch.optim.SGD(model.parameters(), lr=0.1), threshold_fn="sampled")
