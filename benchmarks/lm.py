@@ -98,7 +98,7 @@ def train_language_model(
     bar = progress_bar(setup.steps, label, progress, position)
     for step in range(setup.steps):
         inputs, targets = (torch.from_numpy(a) for a in sampler.next())
-        tick = time.perf_counter()
+        tick = time.process_time()
         loss = language_model_loss(model(inputs), targets)
         loss.backward()
         if ire is None:
@@ -107,7 +107,7 @@ def train_language_model(
             optimizer.step(logits_fn=lambda inputs=inputs: model(inputs))
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        step_seconds += time.perf_counter() - tick
+        step_seconds += time.process_time() - tick
         train_losses.append(loss.item())
         if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
             eval_steps.append(step + 1)

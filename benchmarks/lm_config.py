@@ -141,7 +141,9 @@ class RunResult:
       val_losses: validation loss (nats per byte) at ``eval_steps``.
       train_losses: training loss of every step.
       wall_time: seconds of the whole run, evaluations included.
-      step_time: mean seconds per optimizer step (forward, backward, update).
+      step_time: mean CPU seconds per optimizer step (forward, backward,
+        update), in process time, so that other load on the machine does not
+        distort the comparison of two runs.
     """
 
     label: str

@@ -156,11 +156,11 @@ def train_language_model(
     bar = progress_bar(setup.steps, label, progress, position)
     for step in range(setup.steps):
         x, y = (jnp.asarray(a) for a in sampler.next())
-        tick = time.perf_counter()
+        tick = time.process_time()
         params, state, loss = train_step(params, state, x, y)
         loss = float(loss)  # waits for the step
         if step > 0:  # step 0 includes compilation
-            step_seconds += time.perf_counter() - tick
+            step_seconds += time.process_time() - tick
         train_losses.append(loss)
         if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
             eval_steps.append(step + 1)

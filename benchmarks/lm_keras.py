@@ -190,10 +190,10 @@ def train_language_model(
     bar = progress_bar(setup.steps, label, progress, position)
     for step in range(setup.steps):
         x, y = sampler.next()
-        tick = time.perf_counter()
+        tick = time.process_time()
         loss = float(model.train_on_batch(x, y))
         if step > 0:  # step 0 includes tracing and compilation
-            step_seconds += time.perf_counter() - tick
+            step_seconds += time.process_time() - tick
         train_losses.append(loss)
         if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
             eval_steps.append(step + 1)

@@ -5,10 +5,10 @@ Example:
   >>> base = RunResult("AdamW", [0, 10, 20], [5.0, 3.0, 2.0], [], 2.0, 0.1)
   >>> ire = RunResult("AdamW+IRE", [0, 10, 20], [5.0, 2.5, 1.8], [], 2.2, 0.11)
   >>> print(summary_table(base, [ire]))
-  | run       | final val loss | steps to 2.000 | speed-up | wall time (s) | ms / step | step-time ratio |
-  |-----------|----------------|----------------|----------|---------------|-----------|-----------------|
-  | AdamW     | 2.000          | 20             | 1.00×    | 2.0           | 100.0     | 1.00×           |
-  | AdamW+IRE | 1.800          | 17.1           | 1.17×    | 2.2           | 110.0     | 1.10×           |
+  | run       | final val loss | steps to 2.000 | speed-up | wall time (s) | CPU ms / step | step-time ratio |
+  |-----------|----------------|----------------|----------|---------------|---------------|-----------------|
+  | AdamW     | 2.000          | 20             | 1.00×    | 2.0           | 100.0         | 1.00×           |
+  | AdamW+IRE | 1.800          | 17.1           | 1.17×    | 2.2           | 110.0         | 1.10×           |
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def _format_steps(steps: float) -> str:
 
 def summary_table(baseline: RunResult, others: Sequence[RunResult]) -> str:
     """Final loss, steps to the baseline's final loss, the speed-up, wall time,
-    time per step and its ratio to the baseline's (the per-step overhead)."""
+    CPU time per step and its ratio to the baseline's (the per-step overhead)."""
     target = baseline.final_val
     header = [
         "run", "final val loss", f"steps to {target:.3f}", "speed-up", "wall time (s)",
-        "ms / step", "step-time ratio",
+        "CPU ms / step", "step-time ratio",
     ]
     rows = []
     for result in (baseline, *others):
