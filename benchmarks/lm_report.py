@@ -82,9 +82,17 @@ def summary_table(baseline: RunResult, others: Sequence[RunResult]) -> str:
 
 
 def plot_validation(results: Sequence[RunResult], path: Path, title: str) -> Path:
-    """PNG of the validation curves, with the baseline's final loss dashed."""
+    """PNG of the validation curves, with the baseline's final loss dashed.
+
+    The y axis starts where the curves have left the steep initial drop (15%
+    of training), so the differences late in training are visible."""
     curves = {r.label: (r.eval_steps, r.val_losses) for r in results}
+    early = _nearest(results[0], round(0.15 * results[0].eval_steps[-1]))
+    top = max(r.val_losses[early] for r in results)
+    bottom = min(min(r.val_losses) for r in results)
+    margin = 0.05 * max(top - bottom, 1e-3)
     return plot_curves(
         curves, path, title=title, ylabel="validation loss (nats / byte)",
         hline=(results[0].final_val, f"{results[0].label} final"),
+        ylim=(bottom - margin, top + margin),
     )

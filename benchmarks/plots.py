@@ -25,6 +25,7 @@ def plot_curves(
     logy: bool = False,
     bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     hline: tuple[float, str] | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> Path:
     """Plots named ``(x, y)`` curves on one axis and saves a PNG.
 
@@ -37,6 +38,7 @@ def plot_curves(
       logy: logarithmic y axis.
       bands: label -> ``(low, high)`` shaded around the curve of that label.
       hline: ``(y, label)`` of a dashed horizontal reference line.
+      ylim: ``(bottom, top)`` of the y axis (default: Matplotlib's choice).
 
     Returns:
       ``path``.
@@ -58,6 +60,8 @@ def plot_curves(
         ax.axhline(hline[0], color="gray", linestyle="--", linewidth=1, label=hline[1])
     if logy:
         ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
