@@ -97,6 +97,10 @@ class KerasArray:
         return keras.backend.standardize_dtype(self.value.dtype)
 
     @property
+    def device(self):
+        return None  # placement is the backend's business
+
+    @property
     def ndim(self) -> int:
         return len(self.shape)
 
@@ -194,7 +198,7 @@ class KerasNamespace:
     inf = math.inf
 
     @staticmethod
-    def asarray(value, dtype=None):
+    def asarray(value, dtype=None, device=None, copy=None):
         return _wrap(ops.convert_to_tensor(_unwrap(value), dtype=dtype))
 
     @staticmethod
@@ -284,20 +288,20 @@ class KerasNamespace:
         return _wrap(ops.min(_unwrap(x), axis=axis, keepdims=keepdims))
 
     @staticmethod
-    def ones_like(x):
-        return _wrap(ops.ones_like(_unwrap(x)))
+    def ones_like(x, dtype=None, device=None):
+        return _wrap(ops.ones_like(_unwrap(x), dtype=dtype))
 
     @staticmethod
     def cumulative_sum(x, axis=None):
         return _wrap(ops.cumsum(_unwrap(x), axis=axis))
 
     @staticmethod
-    def zeros(shape, dtype=None):
+    def zeros(shape, dtype=None, device=None):
         return _wrap(ops.zeros(shape, dtype=dtype or keras.backend.floatx()))
 
     @staticmethod
-    def zeros_like(x):
-        return _wrap(ops.zeros_like(_unwrap(x)))
+    def zeros_like(x, dtype=None, device=None):
+        return _wrap(ops.zeros_like(_unwrap(x), dtype=dtype))
 
 
 NAMESPACE = KerasNamespace()

@@ -246,7 +246,9 @@ class IRE(keras.optimizers.Optimizer):
 
     @tracking.no_automatic_dependency_tracking
     def build(self, var_list):
-        """Creates the flat masks, curvature averages and monitors."""
+        """Creates the flat masks, curvature averages and monitors (once)."""
+        if self.built:
+            return
         masks, averages = [], []
         for variable in var_list:
             prefix = variable.path.replace("/", "_") if hasattr(variable, "path") else "var"
@@ -272,10 +274,11 @@ class IRE(keras.optimizers.Optimizer):
         self.mask_flat_fraction = self.add_variable((), dtype="float32", name="mask_flat_fraction")
         self.mask_flat_count = self.add_variable((), dtype="int", name="mask_flat_count")
         self.refresh_count = self.add_variable((), dtype="int", name="refresh_count")
-        self.observed_peak_lr = self.add_variable((), dtype="float32", name="observed_peak_lr")
+        self.observed_peak_lr = self.add_variable((), name="observed_peak_lr")
         self.seed_generator = keras.random.SeedGenerator(self.seed, name=f"{self.name}_seed")
         self._track_variable(self.seed_generator.state)
-        self.inner_optimizer.build(var_list)
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
         super().build(var_list)
 
     @property
@@ -403,7 +406,7 @@ class IRE(keras.optimizers.Optimizer):
         masks = [self._flat_masks[s] for s in slots]
         averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
         step = _xp.read(inner.iterations)
-        learning_rate = ops.cast(_xp.read(inner.learning_rate), "float32")
+        learning_rate = ops.cast(_xp.read(inner.learning_rate), keras.backend.floatx())
         refresh = self.is_refresh_step()
         before = [_xp.read(v, copy=True) for v in weights]
 
@@ -503,25 +506,29 @@ class IRE(keras.optimizers.Optimizer):
 
     def _scheduled(self, schedule, step):
         if callable(schedule):
-            return _xp.to_core([ops.cast(schedule(step), "float32")])[0]
+            value = schedule(ops.cast(step, keras.backend.floatx()))
+            return _xp.to_core([ops.cast(value, keras.backend.floatx())])[0]
         return schedule
 
     def _kappa(self, step, learning_rate):
         config = self.ire_config
+        step = ops.cast(step, keras.backend.floatx())  # schedules see a float step
         if not config.kappa_follows_lr:
             kappa = ire_core.kappa_at(config, step)
         else:
             if self.peak_learning_rate is not None:
-                peak = ops.convert_to_tensor(self.peak_learning_rate, "float32")
+                peak = ops.convert_to_tensor(self.peak_learning_rate, keras.backend.floatx())
             else:
-                peak = ops.maximum(_xp.read(self.observed_peak_lr), learning_rate)
+                peak = ops.maximum(
+                    ops.cast(_xp.read(self.observed_peak_lr), learning_rate.dtype), learning_rate
+                )
                 self.assign(self.observed_peak_lr, peak)
             kappa = ire_core.kappa_at(
                 config, step, lr=learning_rate, peak_lr=ops.maximum(peak, 1e-30)
             )
         if isinstance(kappa, (int, float)):
             return float(kappa)
-        return _xp.to_core([ops.cast(kappa, "float32")])[0]
+        return _xp.to_core([ops.cast(kappa, keras.backend.floatx())])[0]
 
     # -- Serialization --------------------------------------------------------
 
