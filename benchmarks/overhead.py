@@ -1,0 +1,752 @@
+"""IRE's cost over its base optimizer: step time, memory, state size.
+
+For each available backend, and for an MLP and a small Llama-style language
+model at two sizes each, the program times whole training steps (forward,
+backward, optimizer step) of the base optimizer (AdamW) and of IRE around it,
+side by side: every round runs each variant for one refresh period
+(``interval`` steps, so the amortized refresh is included), the rounds
+interleave the variants, the first round is warm-up, and the table shows the
+median over rounds. Ratios are therefore measured under the same machine
+load, which matters on a shared machine.
+
+Rows (torch):
+
+* ``AdamW``: ``torch.optim.AdamW`` with its defaults (per-tensor on CPU,
+  foreach on GPU);
+* ``IRE gradient``: ``AdamWIRE`` with the ``gradient`` estimator (fused path);
+* ``IRE gradient, generic path``: the same with ``fused_update=False`` (copy,
+  base step, rescale, as for any other base optimizer);
+* ``IRE fisher`` / ``IRE fisher, 1/4 batch``: the sampled-label Fisher
+  refresh on the training batch or on a quarter of it (classifiers and LMs);
+* ``naive copy-step-rescale``: a straightforward implementation kept for
+  comparison: float masks, a full copy of the parameters every step, a
+  ``kthvalue`` over the concatenated curvature at each refresh.
+
+Columns: median step time of the base and of the row, their ratio, the peak
+memory allocated during the optimizer step (torch: tensors the step creates,
+counted by a dispatch mode; JAX: XLA's temporary buffers of the compiled
+step), and the persistent optimizer state (beyond the base optimizer's, as a
+multiple of the parameter bytes).
+
+A second table times the global flat-mask selection over ``--coordinates``
+values against one AdamW step over the same number of parameters, for the
+exact, sampled and histogram thresholds, with the flat-count deviation of the
+approximate ones.
+
+Usage::
+
+    python -m benchmarks.overhead [--quick] [--backends torch,jax,keras] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import time
+import weakref
+from importlib import metadata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .backends import require_backend
+
+__all__ = ["Row", "main", "run_overhead"]
+
+INTERVAL = 10
+KAPPA, GAMMA = 2.0, 0.6
+
+
+@dataclass
+class Row:
+    """One line of an overhead table.
+
+    Attributes:
+      backend: ``"torch"``, ``"jax"`` or ``"keras"``.
+      model: model and size, e.g. ``"lm-large (3.4M)"``.
+      variant: what is timed against the base.
+      base_ms: median step time of the base optimizer (ms).
+      ire_ms: median step time of this variant (ms).
+      ratio: ``ire_ms / base_ms`` (medians over the same rounds).
+      peak_mib: peak memory of the optimizer step (MiB), ``None`` if unknown.
+      extra_state: persistent state beyond the base optimizer's, as a
+        multiple of the parameter bytes.
+      params: number of parameters.
+    """
+
+    backend: str
+    model: str
+    variant: str
+    base_ms: float
+    ire_ms: float
+    ratio: float
+    peak_mib: float | None
+    extra_state: float
+    params: int
+
+
+@dataclass
+class Sizes:
+    """The problem sizes of one run (``--quick`` shrinks everything)."""
+
+    mlp: dict = field(default_factory=dict)
+    lm: dict = field(default_factory=dict)
+    batch: int = 128
+    lm_batch: int = 16
+    rounds: int = 7
+    steps: int = INTERVAL
+    coordinates: int = 10_000_000
+
+
+def sizes(quick: bool) -> Sizes:
+    """The full or the quick problem sizes."""
+    if quick:
+        return Sizes(
+            mlp={"small": (32, 16), "large": (32, 64)},
+            lm={"small": dict(dim=16, layers=1, heads=2, seq_len=8),
+                "large": dict(dim=32, layers=1, heads=2, seq_len=8)},
+            batch=8, lm_batch=2, rounds=1, steps=2, coordinates=20_000,
+        )
+    return Sizes(
+        mlp={"small": (784, 256), "large": (784, 2048)},
+        lm={"small": dict(dim=128, layers=2, heads=4, seq_len=64),
+            "large": dict(dim=256, layers=4, heads=8, seq_len=128)},
+    )
+
+
+def _median_ms(values) -> float:
+    return 1e3 * statistics.median(values)
+
+
+def _interleaved(steppers: dict, rounds: int, steps: int) -> dict:
+    """Seconds per step of each stepper, one median per stepper: each round
+    runs every stepper for ``steps`` steps in turn; round 0 is warm-up."""
+    times = {name: [] for name in steppers}
+    for round_ in range(rounds + 1):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            if round_ > 0:
+                times[name].append((time.perf_counter() - start) / steps)
+    return times
+
+
+# -- torch -----------------------------------------------------------------------
+
+
+def _torch_tracker():
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class AllocationTracker(TorchDispatchMode):
+        """Bytes of the tensors created inside the mode: current and peak."""
+
+        def __init__(self):
+            super().__init__()
+            self.current = self.peak = 0
+            self.live: set = set()
+
+        def _free(self, key, nbytes):
+            self.live.discard(key)
+            self.current -= nbytes
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {
+                t.untyped_storage().data_ptr()
+                for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
+            }
+            for t in tree_leaves(out):
+                if not isinstance(t, torch.Tensor):
+                    continue
+                storage = t.untyped_storage()
+                key = storage.data_ptr()
+                if key in inputs or key in self.live or storage.nbytes() == 0:
+                    continue
+                self.live.add(key)
+                self.current += storage.nbytes()
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(t, self._free, key, storage.nbytes())
+            return out
+
+    return AllocationTracker
+
+
+def _state_bytes(state) -> int:
+    import torch
+
+    total = 0
+    for entry in state.values():
+        for value in entry.values():
+            if isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+    return total
+
+
+class NaiveIRE:
+    """IRE written the straightforward way, for comparison only.
+
+    Float masks (one float per coordinate, kept), a copy of all parameters
+    every step, and at each refresh ``kthvalue`` over the concatenated
+    squared gradients.
+    """
+
+    def __init__(self, base, kappa: float, flat_fraction: float, interval: int):
+        self.base, self.kappa, self.gamma, self.interval = base, kappa, flat_fraction, interval
+        self.params = [p for g in base.param_groups for p in g["params"]]
+        self.masks: list = []
+        self.t = 0
+
+    def zero_grad(self):
+        self.base.zero_grad()
+
+    def step(self):
+        import torch
+
+        with torch.no_grad():
+            if self.t % self.interval == 0:
+                curvature = [p.grad.square() for p in self.params]
+                flat = torch.cat([c.reshape(-1) for c in curvature])
+                k = max(1, int(self.gamma * flat.numel()))
+                tau = flat.kthvalue(k).values
+                self.masks = [(c <= tau).to(c.dtype) for c in curvature]
+            old = [p.detach().clone() for p in self.params]
+            self.base.step()
+            for p, o, m in zip(self.params, old, self.masks):
+                p.copy_(o + (p - o) * (1 + self.kappa * m))
+        self.t += 1
+
+    def state_bytes(self) -> int:
+        return _state_bytes(self.base.state) + sum(
+            m.numel() * m.element_size() for m in self.masks
+        )
+
+
+def _torch_models(kind: str, spec, sz: Sizes):
+    """``(make_model, batch, loss_fn(model, batch), logits_fn(model, batch, part))``."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    if kind == "mlp":
+        inputs, hidden = spec
+
+        def make():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(
+                torch.nn.Linear(inputs, hidden), torch.nn.ReLU(),
+                torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                torch.nn.Linear(hidden, 10),
+            )
+
+        batch = (torch.randn(sz.batch, inputs, generator=generator),
+                 torch.randint(0, 10, (sz.batch,), generator=generator))
+
+        def loss(model, b):
+            return F.cross_entropy(model(b[0]), b[1])
+
+        def logits(model, b, part):
+            return model(b[0][: max(1, len(b[0]) // part)])
+
+        return make, batch, loss, logits
+
+    from .llama import LlamaConfig, TinyLlama, language_model_loss
+
+    config = LlamaConfig(vocab_size=256, **spec)
+
+    def make():
+        torch.manual_seed(0)
+        return TinyLlama(config)
+
+    tokens = torch.randint(0, 256, (sz.lm_batch, config.seq_len + 1), generator=generator)
+    batch = (tokens[:, :-1], tokens[:, 1:])
+
+    def loss(model, b):
+        return language_model_loss(model(b[0]), b[1])
+
+    def logits(model, b, part):
+        return model(b[0][: max(1, len(b[0]) // part)])
+
+    return make, batch, loss, logits
+
+
+def _torch_variants(make, batch, loss, logits):
+    """name -> (model, optimizer) for every row, all from the same weights."""
+    import torch
+    from ire_torch import AdamWIRE
+
+    def adamw(model):
+        return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+
+    def ire(model, **kwargs):
+        return AdamWIRE(model.parameters(), lr=1e-3, weight_decay=0.1, kappa=KAPPA,
+                        flat_fraction=GAMMA, interval=INTERVAL, **kwargs)
+
+    variants = {}
+    model = make()
+    variants["AdamW"] = (model, adamw(model))
+    model = make()
+    variants["IRE gradient"] = (model, ire(model))
+    model = make()
+    variants["IRE gradient, generic path"] = (model, ire(model, fused_update=False))
+    for part, name in [(1, "IRE fisher"), (4, "IRE fisher, 1/4 batch")]:
+        model = make()
+        opt = ire(model, estimator="fisher")
+        opt.set_curvature_source(
+            logits_fn=lambda model=model, part=part: logits(model, batch, part))
+        variants[name] = (model, opt)
+    model = make()
+    variants["naive copy-step-rescale"] = (model, NaiveIRE(adamw(model), KAPPA, GAMMA, INTERVAL))
+    return variants
+
+
+def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
+    import torch
+
+    torch.set_num_threads(threads)
+    tracker_class = _torch_tracker()
+    rows, agreements = [], []
+    cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
+    cases += [("lm", name, spec) for name, spec in sz.lm.items()]
+    for kind, size, spec in cases:
+        make, batch, loss, logits = _torch_models(kind, spec, sz)
+        variants = _torch_variants(make, batch, loss, logits)
+
+        def stepper(model, opt):
+            def step():
+                opt.zero_grad()
+                loss(model, batch).backward()
+                opt.step()
+            return step
+
+        steppers = {name: stepper(*mo) for name, mo in variants.items()}
+        times = _interleaved(steppers, sz.rounds, sz.steps)
+        base_model, base_opt = variants["AdamW"]
+        params = sum(p.numel() for p in base_model.parameters())
+        param_bytes = sum(p.numel() * p.element_size() for p in base_model.parameters())
+        base_state = _state_bytes(base_opt.state)
+        label = f"{kind}-{size} ({_count(params)})"
+        base_ms = _median_ms(times["AdamW"])
+        for name, (model, opt) in variants.items():
+            peak = _torch_step_peak(tracker_class, model, opt, loss, batch, sz.steps)
+            if isinstance(opt, NaiveIRE):
+                state = opt.state_bytes()
+            else:
+                state = _state_bytes(opt.state) + sum(
+                    _state_bytes({p: e}) for p, e in getattr(opt, "_ire_state", {}).items()
+                )
+            ratio = statistics.median(
+                ire / base for ire, base in zip(times[name], times["AdamW"]))
+            rows.append(Row("torch", label, name, base_ms, _median_ms(times[name]), ratio,
+                            peak / 2**20, (state - base_state) / param_bytes, params))
+        if kind == "lm":
+            agreements.append(_fisher_agreement(label, make, batch, logits))
+    return rows, agreements
+
+
+def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> float:
+    """Peak bytes created during an optimizer step: the largest over
+    ``steps`` consecutive steps (a whole refresh period in full runs)."""
+    peaks = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(model, batch).backward()
+        tracker = tracker_class()
+        with tracker:
+            opt.step()
+        peaks.append(tracker.peak)
+    return max(peaks)
+
+
+def _fisher_agreement(label, make, batch, logits) -> dict:
+    """How much of the full-batch Fisher mask a quarter-batch Fisher keeps
+    (same parameters, same label draws)."""
+    import torch
+    from ire_torch import AdamWIRE
+
+    masks = {}
+    for part in (1, 4):
+        model = make()
+        opt = AdamWIRE(model.parameters(), lr=1e-3, kappa=KAPPA, flat_fraction=GAMMA,
+                       interval=INTERVAL, estimator="fisher", seed=0)
+        model(batch[0]).sum().backward()
+        opt.step(logits_fn=lambda: logits(model, batch, part))
+        masks[part] = torch.cat([opt.flat_mask(p).reshape(-1) for p in model.parameters()])
+    full, quarter = masks[1], masks[4]
+    flat = int(full.sum())
+    return {
+        "model": label,
+        "agreement": float((full == quarter).float().mean()),
+        "flat_overlap": float((full & quarter).sum()) / max(flat, 1),
+    }
+
+
+def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
+    """Global mask selection over ``sz.coordinates`` values vs one AdamW step."""
+    import torch
+
+    import ire_core
+    from ire_core.threshold import SampledThreshold
+
+    torch.set_num_threads(threads)
+    n = sz.coordinates
+    shapes = [(n // 10,)] * 10
+    generator = torch.Generator().manual_seed(0)
+    curvature = [torch.rand(s, generator=generator).square_() for s in shapes]
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    for p, h in zip(params, curvature):
+        p.grad = h.clone()
+    adamw = torch.optim.AdamW(params, lr=1e-3)
+    adamw.step()
+    k = ire_core.flat_count(GAMMA, n)
+    sampled, histogram = SampledThreshold(), ire_core.HistogramThreshold()
+    runs = {
+        "AdamW step": adamw.step,
+        "select_flat_mask, exact": lambda: ire_core.select_flat_mask(curvature, GAMMA),
+        "select_flat_mask, sampled": lambda: ire_core.select_flat_mask(
+            curvature, GAMMA, threshold_fn=sampled),
+        "exact threshold only": lambda: ire_core.exact_threshold(curvature, k),
+        "sampled threshold only": lambda: sampled(curvature, k),
+        "histogram threshold only": lambda: histogram(curvature, k),
+    }
+    times = _interleaved(runs, sz.rounds, 1)
+    base = times["AdamW step"]
+    rows = []
+    for name, values in times.items():
+        deviation = None
+        if "sampled" in name or "histogram" in name:
+            tau = (sampled if "sampled" in name else histogram)(curvature, k)
+            deviation = (sum(int((h <= tau).sum()) for h in curvature) - k) / n
+        rows.append({
+            "what": name, "coordinates": n, "ms": _median_ms(values),
+            "ratio_to_adamw": statistics.median(v / b for v, b in zip(values, base)),
+            "flat_count_deviation": deviation,
+        })
+    return rows
+
+
+# -- JAX -------------------------------------------------------------------------
+
+
+def _jax_rows(sz: Sizes) -> list[Row]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import ire_jax
+
+    rows = []
+    cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
+    cases += [("lm", name, spec) for name, spec in sz.lm.items()]
+    for kind, size, spec in cases:
+        params, loss = _jax_problem(kind, spec, sz)
+        variants = {
+            "optax adamw": optax.adamw(1e-3, weight_decay=0.1),
+            "ire_jax gradient": ire_jax.ire(optax.adamw(1e-3, weight_decay=0.1), kappa=KAPPA,
+                                            flat_fraction=GAMMA, interval=INTERVAL),
+        }
+        steppers, memory, state_bytes = {}, {}, {}
+        for name, tx in variants.items():
+            state = tx.init(params)
+
+            @jax.jit
+            def train_step(p, s, tx=tx):
+                grads = jax.grad(loss)(p)
+                updates, s = tx.update(grads, s, p)
+                return optax.apply_updates(p, updates), s
+
+            compiled = train_step.lower(params, state).compile()
+            analysis = compiled.memory_analysis()
+            memory[name] = None if analysis is None else analysis.temp_size_in_bytes / 2**20
+            state_bytes[name] = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
+            box = {"p": params, "s": state}
+
+            def step(box=box, compiled=compiled):
+                box["p"], box["s"] = compiled(box["p"], box["s"])
+                jax.block_until_ready(box["p"])
+
+            steppers[name] = step
+        times = _interleaved(steppers, sz.rounds, sz.steps)
+        count = sum(x.size for x in jax.tree_util.tree_leaves(params))
+        param_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
+        label = f"{kind}-{size} ({_count(count)})"
+        base = times["optax adamw"]
+        for name in variants:
+            rows.append(Row(
+                "jax", label, name, _median_ms(base), _median_ms(times[name]),
+                statistics.median(v / b for v, b in zip(times[name], base)), memory[name],
+                (state_bytes[name] - state_bytes["optax adamw"]) / param_bytes, count))
+    return rows
+
+
+def _jax_problem(kind, spec, sz: Sizes):
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    if kind == "mlp":
+        inputs, hidden = spec
+        keys = jax.random.split(key, 5)
+        dims = [(inputs, hidden), (hidden, hidden), (hidden, 10)]
+        params = [
+            {"w": jax.random.normal(k, d) / math.sqrt(d[0]), "b": jnp.zeros(d[1])}
+            for k, d in zip(keys, dims)
+        ]
+        x = jax.random.normal(keys[3], (sz.batch, inputs))
+        y = jax.random.randint(keys[4], (sz.batch,), 0, 10)
+
+        def loss(p):
+            h = x
+            for layer in p[:-1]:
+                h = jax.nn.relu(h @ layer["w"] + layer["b"])
+            logits = h @ p[-1]["w"] + p[-1]["b"]
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+
+        return params, loss
+
+    from .lm_config import LlamaConfig
+    from .lm_jax import forward, init_params, language_model_loss
+
+    config = LlamaConfig(vocab_size=256, **spec)
+    params = init_params(config, key)
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (sz.lm_batch, config.seq_len + 1), 0, 256)
+
+    def loss(p):
+        return language_model_loss(forward(p, tokens[:, :-1], config), tokens[:, 1:])
+
+    return params, loss
+
+
+# -- Keras -----------------------------------------------------------------------
+
+
+def _keras_rows(sz: Sizes, failures: dict) -> list[Row]:
+    rows = []
+    cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
+    cases += [("lm", name, spec) for name, spec in sz.lm.items()]
+    for kind, size, spec in cases:
+        try:
+            rows += _keras_case(kind, size, spec, sz)
+        except Exception as error:  # an adapter that cannot run this model: reported
+            message = " ".join(str(error).split())
+            failures[f"keras {kind}-{size}"] = f"{type(error).__name__}: {message[:300]}"
+    return rows
+
+
+def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
+    import keras
+    import numpy as np
+
+    import ire_keras
+
+    rows = []
+    if True:
+        make, x, y = _keras_problem(kind, spec, sz)
+        models = {}
+        for name in ("keras AdamW", "ire_keras gradient"):
+            keras.utils.set_random_seed(0)
+            model = make()
+            base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
+            optimizer = base if name == "keras AdamW" else ire_keras.IRE(
+                base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
+            model.compile(optimizer=optimizer,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.train_on_batch(x, y)
+            models[name] = model
+        steppers = {name: (lambda m=m: m.train_on_batch(x, y)) for name, m in models.items()}
+        times = _interleaved(steppers, sz.rounds, sz.steps)
+        base_model = models["keras AdamW"]
+        count = int(sum(np.prod(w.shape) for w in base_model.trainable_weights))
+        param_bytes = 4 * count
+        states = {
+            name: sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                      for v in m.optimizer.variables)
+            for name, m in models.items()
+        }
+        base = times["keras AdamW"]
+        label = f"{kind}-{size} ({_count(count)})"
+        for name in models:
+            rows.append(Row(
+                "keras", label, name, _median_ms(base), _median_ms(times[name]),
+                statistics.median(v / b for v, b in zip(times[name], base)), None,
+                (states[name] - states["keras AdamW"]) / param_bytes, count))
+    return rows
+
+
+def _keras_problem(kind, spec, sz: Sizes):
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if kind == "mlp":
+        inputs, hidden = spec
+
+        def make():
+            return keras.Sequential([
+                keras.Input((inputs,)), keras.layers.Dense(hidden, activation="relu"),
+                keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(10)])
+
+        return make, rng.normal(size=(sz.batch, inputs)).astype("float32"), \
+            rng.integers(0, 10, sz.batch)
+
+    dim, layers, heads, seq = spec["dim"], spec["layers"], spec["heads"], spec["seq_len"]
+
+    def make():
+        tokens = keras.Input((seq,), dtype="int32")
+        h = keras.layers.Embedding(256, dim)(tokens)
+        for _ in range(layers):
+            a = keras.layers.LayerNormalization()(h)
+            a = keras.layers.MultiHeadAttention(heads, dim // heads)(a, a, use_causal_mask=True)
+            h = h + a
+            f = keras.layers.LayerNormalization()(h)
+            f = keras.layers.Dense(4 * dim, activation="gelu")(f)
+            h = h + keras.layers.Dense(dim)(f)
+        return keras.Model(tokens, keras.layers.Dense(256)(h))
+
+    data = rng.integers(0, 256, (sz.lm_batch, seq + 1)).astype("int32")
+    return make, data[:, :-1], data[:, 1:]
+
+
+# -- reporting ---------------------------------------------------------------------
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def format_rows(rows: list[Row]) -> str:
+    """A Markdown table of overhead rows."""
+    lines = [
+        "| model | variant | base ms | IRE ms | ratio | step peak MiB | extra state × params |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        peak = "n/a" if r.peak_mib is None else f"{r.peak_mib:.1f}"
+        lines.append(f"| {r.model} | {r.variant} | {r.base_ms:.2f} | {r.ire_ms:.2f} | "
+                     f"{r.ratio:.3f} | {peak} | {r.extra_state:.3f} |")
+    return "\n".join(lines)
+
+
+def format_selection(rows: list[dict]) -> str:
+    """A Markdown table of the mask-selection timings."""
+    lines = ["| what | coordinates | ms | × AdamW step | flat-count deviation |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        deviation = "" if r["flat_count_deviation"] is None else \
+            f"{100 * r['flat_count_deviation']:+.3f} % of N"
+        lines.append(f"| {r['what']} | {r['coordinates']:,} | {r['ms']:.1f} | "
+                     f"{r['ratio_to_adamw']:.2f} | {deviation} |")
+    return "\n".join(lines)
+
+
+def format_agreement(rows: list[dict]) -> str:
+    """A Markdown table of the quarter-batch Fisher mask agreement."""
+    lines = ["| model | coordinates with the same mask bit | full-batch flat set kept |",
+             "|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {100 * r['agreement']:.1f} % | "
+                     f"{100 * r['flat_overlap']:.1f} % |")
+    return "\n".join(lines)
+
+
+def machine_facts(threads: int) -> dict:
+    """What the numbers depend on."""
+    facts = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+    }
+    try:
+        facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    for package in ("torch", "jax", "optax", "keras", "tensorflow"):
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return facts
+
+
+def run_overhead(quick: bool = False, backends=("torch", "jax", "keras"),
+                 threads: int = 2) -> dict:
+    """Runs the benchmark; returns the rows, the selection timings, the
+    Fisher agreement and the machine facts."""
+    sz = sizes(quick)
+    result = {"rows": [], "selection": [], "fisher_agreement": [], "skipped": {},
+              "failed": {}}
+    for backend in backends:
+        missing = require_backend(backend)
+        if missing:
+            result["skipped"][backend] = missing
+            continue
+        if backend == "torch":
+            rows, agreement = _torch_rows(sz, threads)
+            result["rows"] += rows
+            result["fisher_agreement"] = agreement
+            result["selection"] = _selection_rows(sz, threads)
+        elif backend == "jax":
+            result["rows"] += _jax_rows(sz)
+        else:
+            result["rows"] += _keras_rows(sz, result["failed"])
+    result["machine"] = machine_facts(threads)
+    return result
+
+
+def report(result: dict) -> str:
+    """The whole result as Markdown."""
+    parts = []
+    for backend in ("torch", "jax", "keras"):
+        rows = [r for r in result["rows"] if r.backend == backend]
+        if rows:
+            parts.append(f"### {backend}\n\n{format_rows(rows)}")
+        elif backend in result["skipped"]:
+            parts.append(f"### {backend}\n\nnot run: {result['skipped'][backend]}")
+    for what, error in result["failed"].items():
+        parts.append(f"{what}: failed: {error}")
+    if result["selection"]:
+        parts.append(f"### Flat-mask selection\n\n{format_selection(result['selection'])}")
+    if result["fisher_agreement"]:
+        parts.append("### Quarter-batch Fisher vs full-batch Fisher\n\n"
+                     + format_agreement(result["fisher_agreement"]))
+    facts = ", ".join(f"{k}={v}" for k, v in result["machine"].items())
+    parts.append(f"Machine: {facts}")
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--backends", default="torch,jax,keras",
+                        help="comma-separated subset of torch,jax,keras")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for overhead.md and overhead.json")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        require_backend(backend)  # raises on unknown names
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    result = run_overhead(args.quick, backends, args.threads)
+    text = report(result)
+    print(text, end="")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "overhead.md").write_text(text)
+        serial = {**result, "rows": [asdict(r) for r in result["rows"]]}
+        (args.out / "overhead.json").write_text(json.dumps(serial, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
