@@ -1,0 +1,81 @@
+"""The overhead benchmark in its quick mode: well-formed tables (never timings)."""
+
+import json
+import re
+
+import pytest
+
+from benchmarks import overhead
+
+TORCH_VARIANTS = [
+    "AdamW",
+    "IRE gradient",
+    "IRE gradient, generic path",
+    "IRE fisher",
+    "IRE fisher, 1/4 batch",
+    "naive copy-step-rescale",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overhead")
+    result = overhead.main(["--quick", "--backends", "torch", "--out", str(out)])
+    return out, result
+
+
+def test_quick_run_has_every_torch_row(quick_run):
+    _, result = quick_run
+    rows = result["rows"]
+    models = sorted({r.model for r in rows})
+    assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
+                                                 "mlp-small"]
+    for model in models:
+        assert [r.variant for r in rows if r.model == model] == TORCH_VARIANTS
+    for r in rows:
+        assert r.backend == "torch" and r.params > 0
+        assert r.base_ms > 0 and r.ire_ms > 0 and r.ratio > 0
+        assert r.peak_mib is not None and r.peak_mib >= 0
+        if r.variant == "AdamW":
+            assert r.ratio == 1.0 and r.extra_state == 0.0
+
+
+def test_persistent_state_is_a_quarter_of_the_parameters_and_naive_is_a_full_copy(quick_run):
+    _, result = quick_run
+    for r in result["rows"]:
+        if r.variant.startswith("IRE"):
+            assert r.extra_state == pytest.approx(0.25)  # one bool per fp32 coordinate
+        elif r.variant.startswith("naive"):
+            assert r.extra_state == pytest.approx(1.0)  # one float per coordinate
+
+
+def test_selection_and_fisher_tables(quick_run):
+    _, result = quick_run
+    what = [r["what"] for r in result["selection"]]
+    assert what[0] == "AdamW step" and "select_flat_mask, exact" in what
+    for r in result["selection"]:
+        assert r["ms"] > 0 and r["coordinates"] == overhead.sizes(True).coordinates
+        if "sampled" in r["what"] or "histogram" in r["what"]:
+            assert abs(r["flat_count_deviation"]) < 0.05
+    assert [a["model"].split(" ")[0] for a in result["fisher_agreement"]] == ["lm-small",
+                                                                            "lm-large"]
+    for a in result["fisher_agreement"]:
+        assert 0 <= a["agreement"] <= 1 and 0 <= a["flat_overlap"] <= 1
+
+
+def test_files_written(quick_run):
+    out, result = quick_run
+    text = (out / "overhead.md").read_text()
+    assert text.startswith("### torch\n")
+    table = [line for line in text.splitlines() if line.startswith("| mlp-small")]
+    assert len(table) == len(TORCH_VARIANTS)
+    assert all(re.fullmatch(r"\|( [^|]+ \|){7}", line) for line in table)
+    assert "### Flat-mask selection" in text and "Machine: " in text
+    saved = json.loads((out / "overhead.json").read_text())
+    assert len(saved["rows"]) == len(result["rows"])
+    assert saved["machine"]["threads"] == 2 and saved["machine"]["torch"]
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        overhead.main(["--quick", "--backends", "torch,mxnet"])
