@@ -170,25 +170,33 @@ def _group_kappa(group: dict, amplify: Mapping):
     return 0.0 if kappa is None else float(kappa)
 
 
-def _batches(params: Sequence[torch.Tensor], foreach) -> list[list[int]]:
-    """Indices of ``params`` taken together: per device and dtype for foreach
-    groups (as torch.optim does), one by one otherwise."""
+def _uses_foreach(params: Sequence[torch.Tensor], foreach) -> bool:
+    """The group's ``foreach`` setting, resolved as torch.optim resolves it."""
     if foreach is None:
-        foreach = all(p.device.type in _FOREACH_DEVICES for p in params)
-    if not foreach:
-        return [[i] for i in range(len(params))]
+        return all(p.device.type in _FOREACH_DEVICES for p in params)
+    return bool(foreach)
+
+
+def _device_batches(params: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``params`` per device and dtype (one foreach call each)."""
     batches: dict = {}
     for i, p in enumerate(params):
         batches.setdefault((p.device, p.dtype), []).append(i)
     return list(batches.values())
 
 
+def _as_bytes(mask: torch.Tensor) -> torch.Tensor:
+    """The boolean mask read as 0/1 bytes: ``addcmul`` takes a uint8 operand
+    several times faster than a bool one (no copy: a view)."""
+    return mask.view(torch.uint8)
+
+
 def _flat_parts(masks, *tensor_lists):
     """The entries of each of ``tensor_lists`` whose mask is not ``None``, and
-    those masks as 0/1 bytes (``addcmul`` reads bytes much faster than bools)."""
+    those masks as 0/1 bytes."""
     chosen = [i for i, m in enumerate(masks) if m is not None]
     parts = [[tensors[i] for i in chosen] for tensors in tensor_lists]
-    return (*parts, [masks[i].view(torch.uint8) for i in chosen])
+    return (*parts, [_as_bytes(masks[i]) for i in chosen])
 
 
 def _masks(group_params, amplify, kappa):
@@ -197,36 +205,72 @@ def _masks(group_params, amplify, kappa):
     return [amplify[p][0] if p in amplify else None for p in group_params]
 
 
+# -- SGD -----------------------------------------------------------------------------
+
+
 def _sgd_group(optimizer, group: dict, amplify: Mapping, kappa: float) -> None:
     params = [p for p in group["params"] if p.grad is not None]
     if not params:
         return
-    lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-    weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+    hyper = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+             group["nesterov"], kappa)
     masks = _masks(params, amplify, kappa)
-    for indices in _batches(params, group["foreach"]):
-        ps = [params[i] for i in indices]
-        grads = [p.grad for p in ps]
-        if weight_decay != 0:
-            grads = torch._foreach_add(grads, ps, alpha=weight_decay)
-        if momentum != 0:
-            bufs = []
-            for p, g in zip(ps, grads):
-                state = optimizer.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.detach().clone()
+    if _uses_foreach(params, group["foreach"]):
+        for indices in _device_batches(params):
+            _sgd_foreach(optimizer.state, [params[i] for i in indices],
+                         [masks[i] for i in indices], *hyper)
+    else:
+        for p, mask in zip(params, masks):
+            _sgd_single(optimizer.state, p, mask, *hyper)
+
+
+def _sgd_single(state, p, mask, lr, momentum, dampening, weight_decay, nesterov, kappa):
+    """``torch.optim.sgd._single_tensor_sgd`` for one tensor, amplified."""
+    grad = p.grad
+    if weight_decay != 0:
+        grad = grad.add(p, alpha=weight_decay)
+    if momentum != 0:
+        entry = state[p]
+        buf = entry.get("momentum_buffer")
+        if buf is None:
+            buf = entry["momentum_buffer"] = grad.detach().clone()
+        else:
+            buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+        grad = grad.add(buf, alpha=momentum) if nesterov else buf
+    p.add_(grad, alpha=-lr)
+    if mask is not None:
+        p.addcmul_(grad, _as_bytes(mask), value=-lr * kappa)
+
+
+def _sgd_foreach(state, ps, masks, lr, momentum, dampening, weight_decay, nesterov, kappa):
+    """``torch.optim.sgd._multi_tensor_sgd`` for one device and dtype, amplified
+    (``p.grad`` is never written)."""
+    grads = [p.grad for p in ps]
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, ps, alpha=weight_decay)
+    if momentum != 0:
+        bufs = [state[p].get("momentum_buffer") for p in ps]
+        if all(buf is not None for buf in bufs):
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+        else:
+            for i, (p, g) in enumerate(zip(ps, grads)):
+                if bufs[i] is None:
+                    bufs[i] = state[p]["momentum_buffer"] = g.detach().clone()
                 else:
-                    buf.mul_(momentum).add_(g, alpha=1 - dampening)
-                bufs.append(buf)
-            grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-        torch._foreach_add_(ps, grads, alpha=-lr)
-        targets, directions, flat = _flat_parts([masks[i] for i in indices], ps, grads)
-        if targets:
-            torch._foreach_addcmul_(targets, directions, flat, value=-lr * kappa)
+                    bufs[i].mul_(momentum).add_(g, alpha=1 - dampening)
+        grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+    torch._foreach_add_(ps, grads, alpha=-lr)
+    targets, directions, flat = _flat_parts(masks, ps, grads)
+    if targets:
+        torch._foreach_addcmul_(targets, directions, flat, value=-lr * kappa)
+
+
+# -- Adam and AdamW -----------------------------------------------------------------
 
 
 def _adam_state(optimizer, group: dict, p: torch.Tensor) -> dict:
+    """The parameter's state, created as ``torch.optim.Adam`` creates it."""
     state = optimizer.state[p]
     if len(state) == 0:
         scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -243,45 +287,88 @@ def _adam_group(optimizer, group: dict, amplify: Mapping, kappa: float) -> None:
     if not params:
         return
     states = [_adam_state(optimizer, group, p) for p in params]
-    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
     beta1, beta2 = group["betas"]
-    amsgrad, decoupled = group["amsgrad"], group["decoupled_weight_decay"]
+    hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], group["amsgrad"],
+             group["decoupled_weight_decay"], kappa)
     masks = _masks(params, amplify, kappa)
-    for indices in _batches(params, group["foreach"]):
-        ps = [params[i] for i in indices]
-        ss = [states[i] for i in indices]
-        ms = [masks[i] for i in indices]
-        grads = [p.grad for p in ps]
-        exp_avgs = [s["exp_avg"] for s in ss]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in ss]
-        steps = [s["step"] for s in ss]
-        torch._foreach_add_(steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
-        if weight_decay != 0:
-            if decoupled:
-                torch._foreach_mul_(ps, 1 - lr * weight_decay)
-                decayed, flat = _flat_parts(ms, ps)
-                if decayed:
-                    decay = lr * weight_decay
-                    torch._foreach_addcmul_(decayed, decayed, flat,
-                                            value=-kappa * decay / (1 - decay))
-            else:
-                grads = torch._foreach_add(grads, ps, alpha=weight_decay)
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-        del grads
-        counts = [s["step"].item() for s in ss]
-        step_size = [(lr / (1 - beta1**t)) * -1 for t in counts]
-        bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in counts]
-        if amsgrad:
-            max_sqs = [s["max_exp_avg_sq"] for s in ss]
-            torch._foreach_maximum_(max_sqs, exp_avg_sqs)
-            denom = torch._foreach_sqrt(max_sqs)
+    if _uses_foreach(params, group["foreach"]):
+        for indices in _device_batches(params):
+            _adam_foreach([params[i] for i in indices], [states[i] for i in indices],
+                          [masks[i] for i in indices], *hyper)
+    else:
+        for p, state, mask in zip(params, states, masks):
+            _adam_single(p, state, mask, *hyper)
+
+
+def _decay_factor(lr, weight_decay, kappa) -> float:
+    """c with (1 − lr·λ)·θ·(1 + c) = θ − (1 + κ)·lr·λ·θ: the extra decoupled
+    decay of flat coordinates, applied after the base decay."""
+    decay = lr * weight_decay
+    return -kappa * decay / (1 - decay)
+
+
+def _adam_single(p, state, mask, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled,
+                 kappa):
+    """``torch.optim.adam._single_tensor_adam`` for one tensor, amplified."""
+    grad = p.grad
+    step_t = state["step"]
+    step_t += 1
+    if weight_decay != 0:
+        if decoupled:
+            p.mul_(1 - lr * weight_decay)
+            if mask is not None:
+                p.addcmul_(p, _as_bytes(mask), value=_decay_factor(lr, weight_decay, kappa))
         else:
-            denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, bias_correction2_sqrt)
-        torch._foreach_add_(denom, eps)
-        scaled, flat = _flat_parts(ms, denom)
-        if scaled:
-            torch._foreach_addcmul_(scaled, scaled, flat, value=-kappa / (1 + kappa))
-        torch._foreach_addcdiv_(ps, exp_avgs, denom, step_size)
+            grad = grad.add(p, alpha=weight_decay)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step = step_t.item()
+    step_size = lr / (1 - beta1**step)
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    if amsgrad:
+        max_sq = state["max_exp_avg_sq"]
+        torch.maximum(max_sq, exp_avg_sq, out=max_sq)
+        denom = (max_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    else:
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    if mask is not None:
+        denom.addcmul_(denom, _as_bytes(mask), value=-kappa / (1 + kappa))
+    p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _adam_foreach(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, kappa):
+    """``torch.optim.adam._multi_tensor_adam`` for one device and dtype, amplified."""
+    grads = [p.grad for p in ps]
+    exp_avgs = [s["exp_avg"] for s in ss]
+    exp_avg_sqs = [s["exp_avg_sq"] for s in ss]
+    steps = [s["step"] for s in ss]
+    torch._foreach_add_(steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
+    if weight_decay != 0:
+        if decoupled:
+            torch._foreach_mul_(ps, 1 - lr * weight_decay)
+            decayed, flat = _flat_parts(ms, ps)
+            if decayed:
+                torch._foreach_addcmul_(decayed, decayed, flat,
+                                        value=_decay_factor(lr, weight_decay, kappa))
+        else:
+            grads = torch._foreach_add(grads, ps, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    del grads
+    counts = [step.item() for step in steps]
+    step_size = [(lr / (1 - beta1**t)) * -1 for t in counts]
+    bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in counts]
+    if amsgrad:
+        max_sqs = [s["max_exp_avg_sq"] for s in ss]
+        torch._foreach_maximum_(max_sqs, exp_avg_sqs)
+        denom = torch._foreach_sqrt(max_sqs)
+    else:
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_correction2_sqrt)
+    torch._foreach_add_(denom, eps)
+    scaled, flat = _flat_parts(ms, denom)
+    if scaled:
+        torch._foreach_addcmul_(scaled, scaled, flat, value=-kappa / (1 + kappa))
+    torch._foreach_addcdiv_(ps, exp_avgs, denom, step_size)

@@ -110,7 +110,8 @@ def test_fused_path_matches_the_generic_path_in_float64(name, monkeypatch):
     assert opt.mask_stats().flat_count > 0
 
 
-@pytest.mark.parametrize("name", ["sgd-momentum-wd", "adamw", "adam-l2-amsgrad"])
+@pytest.mark.parametrize("name", ["sgd-momentum-wd", "sgd-nesterov", "adamw", "adam-l2-amsgrad",
+                                  "adamw-foreach-amsgrad"])
 def test_coordinates_outside_the_mask_get_the_base_update_bit_for_bit(name):
     x, y = _data(torch.float32)
     model, opt = _make(name, fused=True, dtype=torch.float32, start_step=0, interval=1)
