@@ -21,23 +21,53 @@ from pathlib import Path
 
 from .backends import require_backend
 
-__all__ = ["DEMO_MODEL", "QUICK_MODEL", "load_trainer", "main", "run_demo"]
+__all__ = ["DEFAULT_LR", "demo_setup", "describe_model", "load_trainer", "main", "run_demo"]
 
-# Sizes: about 0.4M parameters, ~1 minute per run on one CPU thread.
-DEMO_STEPS, DEMO_WARMUP, DEMO_EVAL_EVERY = 600, 60, 25
-QUICK_STEPS, QUICK_WARMUP, QUICK_EVAL_EVERY = 40, 8, 8
+DEFAULT_LR = 1.5e-3
+"""Peak learning rate: AdamW's best on {0.75, 1.5, 3, 6}·10⁻³ (``benchmarks.lm_sweep``)."""
 
 
-def _model(quick: bool):
-    from .lm_config import LlamaConfig
+def demo_setup(quick: bool = False, steps: int | None = None, lr: float = DEFAULT_LR,
+               seed: int = 0):
+    """The demo's model, data and schedule (the LM sweep uses it too).
+
+    Full: width 128, 2 blocks, 4 heads, context 64 bytes (0.43M parameters),
+    600 steps of 16 sequences, 60 warm-up steps, evaluation every 25 steps on
+    64 windows — about 1.5 CPU-minutes per run. Quick: width 32, 1 block,
+    context 32, 40 steps of 8 sequences — about a second per run.
+
+    Args:
+      quick: the tiny variant.
+      steps: optimizer steps (default 600, quick 40); warm-up stays 10% of
+        them (20% when quick).
+      lr: peak learning rate.
+      seed: initial weights and batch order.
+
+    Example:
+      >>> setup = demo_setup(steps=300)
+      >>> setup.warmup, setup.eval_every, setup.model.dim
+      (30, 25, 128)
+    """
+    from .lm_config import LlamaConfig, LMSetup
 
     if quick:
-        return LlamaConfig(dim=32, layers=1, heads=2, seq_len=32)
-    return LlamaConfig(dim=128, layers=2, heads=4, seq_len=64)
+        steps = steps or 40
+        model = LlamaConfig(dim=32, layers=1, heads=2, seq_len=32)
+        return LMSetup(model=model, steps=steps, batch_size=8, peak_lr=lr,
+                       warmup=max(1, round(0.2 * steps)), eval_every=max(1, min(8, steps // 8)),
+                       eval_windows=16, seed=seed)
+    steps = steps or 600
+    model = LlamaConfig(dim=128, layers=2, heads=4, seq_len=64)
+    return LMSetup(model=model, steps=steps, batch_size=16, peak_lr=lr,
+                   warmup=max(1, round(0.1 * steps)), eval_every=max(1, min(25, steps // 8)),
+                   eval_windows=64, seed=seed)
 
 
-DEMO_MODEL = "dim 128, 2 blocks, 4 heads, context 64 bytes"
-QUICK_MODEL = "dim 32, 1 block, 2 heads, context 32 bytes"
+def describe_model(setup) -> str:
+    """``"width 128, 2 blocks, 4 heads, context 64 bytes"``."""
+    c = setup.model
+    blocks = "block" if c.layers == 1 else "blocks"
+    return f"width {c.dim}, {c.layers} {blocks}, {c.heads} heads, context {c.seq_len} bytes"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--backend", choices=("torch", "jax", "keras"), default="torch")
     parser.add_argument("--steps", type=int, default=None,
-                        help=f"optimizer steps per run (default {DEMO_STEPS}, quick {QUICK_STEPS})")
+                        help="optimizer steps per run (default 600, quick 40)")
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="folder for the PNG and the tables (default: ./demo-output)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, seconds per run")
@@ -57,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--interval", type=int, default=10, help="mask refresh interval K")
     parser.add_argument("--estimator", choices=("fisher", "gradient"), default="fisher",
                         help="curvature estimator (default fisher, as in the paper)")
-    parser.add_argument("--lr", type=float, default=1.5e-3,
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR,
                         help="peak learning rate of both runs (default 1.5e-3, AdamW's best in "
                         "the sweep)")
     parser.add_argument("--seed", type=int, default=0)
@@ -104,26 +134,19 @@ def run_demo(args: argparse.Namespace) -> dict:
     Returns:
       ``{"results": [adamw, ire], "png": path, "table": path}``.
     """
-    from .lm_config import IRESettings, LMSetup
+    from .lm_config import IRESettings
     from .lm_report import checkpoint_table, plot_validation, summary_table
     from .tables import write_text
     from .text import load_corpus
 
     train_language_model = load_trainer(args.backend, args.threads)
-    quick = args.quick
-    steps = args.steps or (QUICK_STEPS if quick else DEMO_STEPS)
-    warmup = max(1, round(steps * (QUICK_WARMUP / QUICK_STEPS if quick else DEMO_WARMUP / DEMO_STEPS)))
-    eval_every = max(1, min(QUICK_EVAL_EVERY if quick else DEMO_EVAL_EVERY, steps // 8))
-    setup = LMSetup(
-        model=_model(quick), steps=steps, batch_size=8 if quick else 16, peak_lr=args.lr,
-        warmup=warmup, eval_every=eval_every, eval_windows=16 if quick else 64, seed=args.seed,
-    )
+    setup = demo_setup(args.quick, args.steps, args.lr, args.seed)
+    steps, warmup = setup.steps, setup.warmup
     ire = IRESettings(kappa=args.kappa, flat_fraction=args.flat_fraction,
                       interval=args.interval, estimator=args.estimator)
     corpus = load_corpus()
-    size = QUICK_MODEL if quick else DEMO_MODEL
-    print(f"[{args.backend}] Byte-level Llama ({size}) on pydoc_data.topics: {len(corpus.train):,} training "
-          f"and {len(corpus.val):,} validation bytes; {steps} steps of {setup.batch_size}×"
+    print(f"[{args.backend}] Byte-level Llama ({describe_model(setup)}) on pydoc_data.topics: "
+          f"{len(corpus.train):,} training and {len(corpus.val):,} validation bytes; {steps} steps of {setup.batch_size}×"
           f"{setup.model.seq_len} bytes, warm-up {warmup}, IRE from step {warmup} "
           f"({ire.estimator} curvature, K={ire.interval}).", flush=True)
     progress = not args.no_progress

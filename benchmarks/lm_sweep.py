@@ -44,28 +44,13 @@ class SweepGrid:
       follows: whether κ follows the learning rate.
     """
 
-    lrs: tuple = (1.5e-3, 3e-3, 6e-3)
+    lrs: tuple = (7.5e-4, 1.5e-3, 3e-3, 6e-3)
     kappas: tuple = (1.0, 2.0, 3.0, 4.0)
     flat_fractions: tuple = (0.5, 0.6, 0.8)
     follows: tuple = (False, True)
 
 
 QUICK_GRID = SweepGrid(lrs=(3e-3,), kappas=(2.0,), flat_fractions=(0.6,), follows=(False, True))
-
-
-def _setup(quick: bool, steps: int | None, lr: float, seed: int):
-    from .demo import DEMO_EVAL_EVERY, DEMO_STEPS, DEMO_WARMUP, QUICK_STEPS, _model
-    from .lm_config import LMSetup
-
-    if quick:
-        total = steps or QUICK_STEPS
-        return LMSetup(model=_model(True), steps=total, batch_size=8, peak_lr=lr,
-                       warmup=max(1, total // 5), eval_every=max(1, total // 8),
-                       eval_windows=16, seed=seed)
-    total = steps or DEMO_STEPS
-    return LMSetup(model=_model(False), steps=total, peak_lr=lr,
-                   warmup=max(1, total * DEMO_WARMUP // DEMO_STEPS),
-                   eval_every=DEMO_EVAL_EVERY, seed=seed)
 
 
 def _ratio(baseline, result) -> float:
@@ -83,6 +68,7 @@ def run_sweep(grid: SweepGrid, seeds: int, quick: bool = False, steps: int | Non
       "best": settings, "seeds": {"adamw": [...], "ire": [...]},
       "tables": {...}}``.
     """
+    from .demo import demo_setup
     from .lm import train_language_model
     from .lm_config import IRESettings
     from .text import load_corpus
@@ -90,7 +76,7 @@ def run_sweep(grid: SweepGrid, seeds: int, quick: bool = False, steps: int | Non
     corpus = load_corpus()
     adamw = {}
     for lr in grid.lrs:
-        adamw[lr] = train_language_model(_setup(quick, steps, lr, 0), corpus, progress=False)
+        adamw[lr] = train_language_model(demo_setup(quick, steps, lr, 0), corpus, progress=False)
         log(f"AdamW lr={lr:g}: final val {adamw[lr].final_val:.4f}")
     lr = min(grid.lrs, key=lambda v: adamw[v].final_val)
     baseline = adamw[lr]
@@ -99,7 +85,7 @@ def run_sweep(grid: SweepGrid, seeds: int, quick: bool = False, steps: int | Non
     for kappa, gamma, follows in itertools.product(grid.kappas, grid.flat_fractions, grid.follows):
         settings = IRESettings(kappa=kappa, flat_fraction=gamma, estimator="fisher",
                                kappa_follows_lr=follows)
-        ire[settings] = train_language_model(_setup(quick, steps, lr, 0), corpus, settings,
+        ire[settings] = train_language_model(demo_setup(quick, steps, lr, 0), corpus, settings,
                                              progress=False)
         log(f"{settings.label}: final val {ire[settings].final_val:.4f}, "
             f"steps-to-target ratio {_ratio(baseline, ire[settings]):.2f}")
@@ -107,8 +93,8 @@ def run_sweep(grid: SweepGrid, seeds: int, quick: bool = False, steps: int | Non
 
     repeats = {"adamw": [baseline], "ire": [ire[best]]}
     for seed in range(1, seeds):
-        base_s = train_language_model(_setup(quick, steps, lr, seed), corpus, progress=False)
-        ire_s = train_language_model(_setup(quick, steps, lr, seed), corpus, best, progress=False)
+        base_s = train_language_model(demo_setup(quick, steps, lr, seed), corpus, progress=False)
+        ire_s = train_language_model(demo_setup(quick, steps, lr, seed), corpus, best, progress=False)
         repeats["adamw"].append(base_s)
         repeats["ire"].append(ire_s)
         log(f"seed {seed}: AdamW {base_s.final_val:.4f}, best IRE {ire_s.final_val:.4f}")
