@@ -41,7 +41,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -49,8 +48,8 @@ import platform
 import statistics
 import time
 import weakref
-from importlib import metadata
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 from .backends import require_backend
@@ -279,6 +278,7 @@ def _torch_models(kind: str, spec, sz: Sizes):
 def _torch_variants(make, batch, loss, logits):
     """name -> (model, optimizer) for every row, all from the same weights."""
     import torch
+
     from ire_torch import AdamWIRE
 
     def adamw(model):
@@ -318,14 +318,8 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
         make, batch, loss, logits = _torch_models(kind, spec, sz)
         variants = _torch_variants(make, batch, loss, logits)
 
-        def stepper(model, opt):
-            def step():
-                opt.zero_grad()
-                loss(model, batch).backward()
-                opt.step()
-            return step
-
-        steppers = {name: stepper(*mo) for name, mo in variants.items()}
+        steppers = {name: _stepper(model, opt, loss, batch)
+                    for name, (model, opt) in variants.items()}
         times = _interleaved(steppers, sz.rounds, sz.steps)
         base_model, base_opt = variants["AdamW"]
         params = sum(p.numel() for p in base_model.parameters())
@@ -350,6 +344,17 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
     return rows, agreements
 
 
+def _stepper(model, opt, loss, batch):
+    """One training step: zero_grad, forward, backward, optimizer step."""
+
+    def step():
+        opt.zero_grad()
+        loss(model, batch).backward()
+        opt.step()
+
+    return step
+
+
 def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> float:
     """Peak bytes created during an optimizer step: the largest over
     ``steps`` consecutive steps (a whole refresh period in full runs)."""
@@ -368,6 +373,7 @@ def _fisher_agreement(label, make, batch, logits) -> dict:
     """How much of the full-batch Fisher mask a quarter-batch Fisher keeps
     (same parameters, same label draws)."""
     import torch
+
     from ire_torch import AdamWIRE
 
     masks = {}
@@ -376,7 +382,7 @@ def _fisher_agreement(label, make, batch, logits) -> dict:
         opt = AdamWIRE(model.parameters(), lr=1e-3, kappa=KAPPA, flat_fraction=GAMMA,
                        interval=INTERVAL, estimator="fisher", seed=0)
         model(batch[0]).sum().backward()
-        opt.step(logits_fn=lambda: logits(model, batch, part))
+        opt.step(logits_fn=lambda model=model, part=part: logits(model, batch, part))
         masks[part] = torch.cat([opt.flat_mask(p).reshape(-1) for p in model.parameters()])
     full, quarter = masks[1], masks[4]
     flat = int(full.sum())
@@ -436,7 +442,6 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
 
 def _jax_rows(sz: Sizes) -> list[Row]:
     import jax
-    import jax.numpy as jnp
     import optax
 
     import ire_jax
@@ -456,7 +461,7 @@ def _jax_rows(sz: Sizes) -> list[Row]:
             state = tx.init(params)
 
             @jax.jit
-            def train_step(p, s, tx=tx):
+            def train_step(p, s, tx=tx, loss=loss):
                 grads = jax.grad(loss)(p)
                 updates, s = tx.update(grads, s, p)
                 return optax.apply_updates(p, updates), s

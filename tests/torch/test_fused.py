@@ -13,10 +13,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_cases import assert_params_equal, clone_params
+
 from ire_torch import IRE, SAMIRE
 from ire_torch import optimizer as ire_optimizer
 from ire_torch.fused import fused_step, supports_fused_step
-from torch_cases import assert_params_equal, clone_params
 
 STEPS = 100
 TOLERANCE = 1e-12
@@ -226,7 +227,7 @@ def test_sam_takes_the_fused_step(monkeypatch):
         opt = SAMIRE(model.parameters(), torch.optim.AdamW, lr=1e-2, rho=0.05, interval=2,
                      fused_update=fused)
 
-        def closure():
+        def closure(opt=opt, model=model):
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
