@@ -115,13 +115,16 @@ def fisher_estimate(
         ops.cast(log_probs, keras.backend.result_type("float32", log_probs.dtype)), uniforms
     )
 
+    classes = ops.shape(outputs)[-1]
+
     def sampled_loss(weights):
         predicted = logits_fn(weights)
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(
-                labels, predicted, from_logits=from_logits
-            )
-        )
+        if from_logits:
+            log_p = ops.log_softmax(predicted, axis=-1)
+        else:
+            log_p = ops.log(predicted)
+        chosen = ops.one_hot(labels, classes, dtype=log_p.dtype)
+        return -ops.mean(ops.sum(log_p * chosen, axis=-1))
 
     _, grads = value_and_grad(sampled_loss, values)
     return gradient_estimate(grads)

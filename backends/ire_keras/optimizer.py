@@ -405,7 +405,7 @@ class IRE(keras.optimizers.Optimizer):
         slots = [self._get_variable_index(v) for v in weights]
         masks = [self._flat_masks[s] for s in slots]
         averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
-        step = _xp.read(inner.iterations)
+        step = _xp.read(inner.iterations, copy=True)  # apply() advances it in place on torch
         learning_rate = ops.cast(_xp.read(inner.learning_rate), keras.backend.floatx())
         refresh = self.is_refresh_step()
         before = [_xp.read(v, copy=True) for v in weights]

@@ -47,3 +47,11 @@ def _fresh_session():
 def numpy(value):
     """Any tensor or variable as a NumPy array."""
     return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def pytest_configure(config):
+    # Keras's own NumPy conversions on torch and JAX; not this project's code.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",
+    )
