@@ -96,7 +96,10 @@ def _ire_train_step_base():
 
 
 class KerasLlama(_ire_train_step_base(), keras.Model):
-    """The tied-embedding Llama; ``model(tokens) -> logits``."""
+    """The tied-embedding Llama; ``model(tokens) -> logits`` with one row per
+    token, shape ``(batch · seq, vocab)``: the classification layout that
+    Keras losses and ``ire_keras``'s Fisher estimator (one label draw per
+    row) expect. Targets are flattened to match."""
 
     def __init__(self, config: LlamaConfig, **kwargs):
         super().__init__(**kwargs)
@@ -111,14 +114,15 @@ class KerasLlama(_ire_train_step_base(), keras.Model):
         angles = np.outer(np.arange(config.seq_len, dtype=np.float32), inv_freq)
         self.cos_table, self.sin_table = np.cos(angles), np.sin(angles)
 
-    def call(self, tokens):
+    def call(self, tokens, training=None):
         seq = tokens.shape[1]
         cos = ops.convert_to_tensor(self.cos_table[:seq])
         sin = ops.convert_to_tensor(self.sin_table[:seq])
         x = self.embed(tokens)
         for block in self.blocks:
             x = block(x, cos, sin)
-        return ops.matmul(self.norm(x), ops.transpose(self.embed.embeddings))
+        logits = ops.matmul(self.norm(x), ops.transpose(self.embed.embeddings))
+        return ops.reshape(logits, (-1, self.config.vocab_size))
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -182,7 +186,7 @@ def train_language_model(
     val_x, val_y = evaluation_windows(corpus.val, config.seq_len, setup.eval_windows)
 
     def evaluate() -> float:
-        return _cross_entropy(np.asarray(model.predict_on_batch(val_x)), val_y)
+        return _cross_entropy(np.asarray(model.predict_on_batch(val_x)), val_y.reshape(-1))
 
     start = time.perf_counter()
     eval_steps, val_losses = [0], [evaluate()]
@@ -191,7 +195,7 @@ def train_language_model(
     for step in range(setup.steps):
         x, y = sampler.next()
         tick = time.process_time()
-        loss = float(model.train_on_batch(x, y))
+        loss = float(model.train_on_batch(x, y.reshape(-1)))
         if step > 0:  # step 0 includes tracing and compilation
             step_seconds += time.process_time() - tick
         train_losses.append(loss)

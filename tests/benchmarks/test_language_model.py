@@ -95,7 +95,8 @@ def test_ire_run_shares_data_and_schedule_and_differs_only_after_warmup(corpus):
 
 
 def test_training_lowers_the_validation_loss(corpus):
-    setup = LMSetup(model=TINY, steps=30, batch_size=8, warmup=5, eval_every=10, eval_windows=8)
+    setup = LMSetup(model=TINY, steps=30, batch_size=8, warmup=5, eval_every=10, eval_windows=8,
+                    peak_lr=3e-3)
     result = train_language_model(setup, corpus, IRESettings(estimator="fisher"), progress=False)
     assert result.val_losses[-1] < result.val_losses[0] - 1.0
     assert result.step_time > 0 and result.wall_time > result.step_time

@@ -26,10 +26,12 @@ def test_jax_model_is_causal():
 
 
 def test_jax_runs_share_warmup_and_learn():
-    setup = LMSetup(model=TINY, steps=24, batch_size=8, warmup=8, eval_every=8, eval_windows=8)
+    setup = LMSetup(model=TINY, steps=24, batch_size=8, warmup=8, eval_every=8, eval_windows=8,
+                   peak_lr=3e-3)
     corpus = load_corpus()
     base = lm_jax.train_language_model(setup, corpus, progress=False)
-    ire = lm_jax.train_language_model(setup, corpus, IRESettings(interval=4), progress=False)
+    settings = IRESettings(interval=4, estimator="fisher")
+    ire = lm_jax.train_language_model(setup, corpus, settings, progress=False)
     assert base.train_losses[:9] == pytest.approx(ire.train_losses[:9], abs=1e-6)
     assert base.val_losses[-1] != ire.val_losses[-1]
     for run in (base, ire):
