@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -115,6 +116,10 @@ def sizes(quick: bool) -> Sizes:
         lm={"small": dict(dim=128, layers=2, heads=4, seq_len=64),
             "large": dict(dim=256, layers=4, heads=8, seq_len=128)},
     )
+
+
+def _progress(what: str) -> None:
+    print(f"[overhead] {what}", file=sys.stderr, flush=True)
 
 
 def _median_ms(values) -> float:
@@ -315,6 +320,7 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
     cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
+        _progress(f"torch {kind}-{size}")
         make, batch, loss, logits = _torch_models(kind, spec, sz)
         variants = _torch_variants(make, batch, loss, logits)
 
@@ -401,6 +407,7 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
     from ire_core.threshold import SampledThreshold
 
     torch.set_num_threads(threads)
+    _progress("mask selection")
     n = sz.coordinates
     shapes = [(n // 10,)] * 10
     generator = torch.Generator().manual_seed(0)
@@ -450,6 +457,7 @@ def _jax_rows(sz: Sizes) -> list[Row]:
     cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
+        _progress(f"jax {kind}-{size}")
         params, loss = _jax_problem(kind, spec, sz)
         variants = {
             "optax adamw": optax.adamw(1e-3, weight_decay=0.1),
@@ -536,6 +544,7 @@ def _keras_rows(sz: Sizes, failures: dict) -> list[Row]:
     cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
+        _progress(f"keras {kind}-{size}")
         try:
             rows += _keras_case(kind, size, spec, sz)
         except Exception as error:  # an adapter that cannot run this model: reported
