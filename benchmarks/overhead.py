@@ -96,8 +96,8 @@ class Sizes:
     mlp: dict = field(default_factory=dict)
     lm: dict = field(default_factory=dict)
     batch: int = 128
-    lm_batch: int = 16
-    rounds: int = 7
+    lm_batch: int = 4
+    rounds: int = 5
     steps: int = INTERVAL
     coordinates: int = 10_000_000
 
@@ -115,6 +115,7 @@ def sizes(quick: bool) -> Sizes:
         mlp={"small": (784, 256), "large": (784, 2048)},
         lm={"small": dict(dim=128, layers=2, heads=4, seq_len=64),
             "large": dict(dim=256, layers=4, heads=8, seq_len=128)},
+        lm_batch=4, rounds=5,
     )
 
 
