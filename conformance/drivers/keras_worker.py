@@ -46,7 +46,19 @@ def _logits(problem, params, data):
         w, b = params
         return x @ w + b
     w1, b1, w2, b2 = params
-    return ops.tanh(x @ w1 + b1) @ w2 + b2
+    return _tanh(x @ w1 + b1) @ w2 + b2
+
+
+def _tanh(x):
+    # keras.ops.tanh returns float32 for float64 input on JAX.
+    ops = _keras().ops
+    return 1.0 - 2.0 / (ops.exp(2.0 * x) + 1.0)
+
+
+def _mean(x):
+    # keras.ops.mean is not float64-exact on JAX and torch; a sum is.
+    ops = _keras().ops
+    return ops.sum(x) / ops.shape(x)[0]
 
 
 def _loss(problem, params, data):
@@ -64,7 +76,7 @@ def _loss(problem, params, data):
     if name in ("logistic", "mlp"):
         log_p = ops.log_softmax(_logits(problem, params, data), axis=-1)
         chosen = ops.one_hot(data["y"], ops.shape(log_p)[-1], dtype=log_p.dtype)
-        return -ops.mean(ops.sum(log_p * chosen, axis=-1))
+        return -_mean(ops.sum(log_p * chosen, axis=-1))
     if name == "manifold":
         u, v = params
         return 0.5 * (1.0 + u[0] * u[0]) * ops.sum(v * v)
