@@ -40,7 +40,6 @@ def _keras():
 
 
 def _logits(problem, params, data):
-    ops = _keras().ops
     x = data["x"]
     if problem.name == "logistic":
         w, b = params
@@ -208,7 +207,6 @@ def _compiled(fn, variables):
 def run_scenario(scenario) -> dict:
     """One scenario through ``ire_keras``: ``{"params", "masks", "losses"}``."""
     import ire_core
-
     import ire_keras
     from ire_keras import _xp, autodiff, estimators
 

@@ -2,12 +2,12 @@
 native arrays elsewhere) agrees with ire_core on NumPy, NaN, inf and ties
 included, so the two paths cannot drift."""
 
-import ire_core
 import keras
 import numpy as np
 import pytest
 from conftest import numpy
 
+import ire_core
 from ire_keras import _xp
 
 RNG = np.random.default_rng(0)
@@ -31,8 +31,8 @@ def views(arrays):
     return {"keras_ops": [_xp.KerasArray(t) for t in tensors], "to_core": _xp.to_core(tensors)}
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("gamma", [0.0, 0.1, 0.5, 0.77, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 0.77, 1.0])
 def test_select_flat_mask_matches_numpy(seed, gamma):
     h = awkward_curvature(seed)
     previous = [RNG.random(x.shape) < 0.5 for x in h]

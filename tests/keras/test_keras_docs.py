@@ -1,0 +1,39 @@
+"""The examples in ire_keras's docstrings and in docs/keras.md run as written."""
+
+import doctest
+import importlib
+import pathlib
+import re
+
+import pytest
+
+MODULES = [
+    "ire_keras",
+    "ire_keras._xp",
+    "ire_keras.autodiff",
+    "ire_keras.callbacks",
+    "ire_keras.estimators",
+    "ire_keras.optimizer",
+    "ire_keras.train_step",
+]
+GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "keras.md"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert attempted > 0, f"{name} has no examples"
+    assert failures == 0
+
+
+def python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_guide_examples_run_as_written():
+    blocks = python_blocks(GUIDE.read_text(encoding="utf-8"))
+    assert len(blocks) >= 3
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(GUIDE), "exec"), namespace)
