@@ -264,3 +264,12 @@ def test_a_sampled_threshold_selects_about_the_flat_fraction():
     assert abs(report.flat_count - 0.6 * report.total) < 0.03 * report.total
     with pytest.raises(TypeError, match="threshold_fn must be a callable"):
         IRE(torch.optim.SGD(model.parameters(), lr=0.1), threshold_fn="sampled")
+
+
+def test_docstring_examples_of_the_fused_module():
+    import doctest
+
+    import ire_torch.fused
+
+    result = doctest.testmod(ire_torch.fused, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 2
