@@ -44,7 +44,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("base", sorted(CASES))
+@pytest.mark.parametrize("base", ["nesterov", "adamw"])
 def test_apply_matches_reference_float64(float64, base):
     # The same gradients fed to both, step by step: IRE's own arithmetic.
     keras_base, numpy_base = CASES[base]
