@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .compare import FLOAT32_TOLERANCE, FLOAT64_TOLERANCE, Comparison
 from .protocol import Scenario
-from .runner import check
+from .runner import check_cells
 from .scenarios import SCENARIOS, describe
 
 __all__ = ["Report", "main", "render_markdown", "render_text", "run_matrix", "to_json", "write"]
@@ -73,24 +73,29 @@ class Report:
         return not self.failures
 
 
-def run_matrix(drivers: Sequence, scenarios: Iterable[Scenario], progress=None) -> Report:
+def run_matrix(
+    drivers: Sequence, scenarios: Iterable[Scenario], progress=None, jobs: int | None = None
+) -> Report:
     """Runs every available driver on every scenario.
 
     Args:
       drivers: objects following :class:`conformance.protocol.Driver`.
       scenarios: the scenarios to run.
-      progress: optional ``callable(Comparison)`` called after each cell.
+      progress: optional ``callable(Comparison)`` called for each cell.
+      jobs: drivers run at the same time (see :func:`conformance.runner.check_cells`).
     """
     scenarios = list(scenarios)
     report = Report([(d.name, d.available()) for d in drivers], scenarios)
-    for driver, (_, reason) in zip(drivers, report.drivers):
-        if reason is not None:
-            continue
-        for scenario in scenarios:
-            result = check(driver, scenario)
-            report.cells[(driver.name, scenario.name)] = result
-            if progress is not None:
-                progress(result)
+    cells = [
+        (driver, scenario)
+        for driver, (_, reason) in zip(drivers, report.drivers)
+        if reason is None
+        for scenario in scenarios
+    ]
+    for key, result in check_cells(cells, jobs=jobs).items():
+        report.cells[key] = result
+        if progress is not None:
+            progress(result)
     return report
 
 
@@ -236,6 +241,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="run only this backend (repeatable)")
     parser.add_argument("--scenario", action="append", default=None, metavar="NAME",
                         help="run only this scenario (repeatable)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="backends run at the same time (default: the number of CPUs)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     return parser
 
@@ -259,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"--scenario must name a scenario of {sorted(SCENARIOS)}, "
                              f"got {unknown}")
         scenarios = [s for s in scenarios if s.name in args.scenario]
-    report = run_matrix(drivers, scenarios)
+    report = run_matrix(drivers, scenarios, jobs=args.jobs)
     print(render_text(report))
     if not args.no_write:
         for path in write(report, args.out):

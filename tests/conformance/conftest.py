@@ -3,8 +3,11 @@
 The ``conformance`` package lives at the repository root and is not
 installed; it is made importable here whatever the working directory.
 
-Every backend × scenario cell checked by ``test_conformance_backends.py`` is
-collected; at the end of the run the backend × scenario table is printed, and
+The backend × scenario cells selected for a run are computed together on
+first use, drivers in parallel threads (as many as CPUs;
+``--conformance-jobs N`` sets the number), so the Keras subprocesses run
+alongside torch and JAX. At the end of the run the
+backend × scenario table is printed, and
 ``--conformance-report DIR`` also writes it as ``DIR/conformance.md`` and
 ``DIR/conformance.json`` (the same files as ``python -m conformance.report``,
 without running everything a second time).
@@ -22,6 +25,8 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 _RESULTS = pytest.StashKey[list]()
+_CELLS = pytest.StashKey[dict]()
+_TEST = "test_trajectory_matches_the_reference"
 
 
 def pytest_addoption(parser):
@@ -30,6 +35,13 @@ def pytest_addoption(parser):
         metavar="DIR",
         default=None,
         help="write the backend × scenario conformance table to DIR/conformance.{md,json}",
+    )
+    parser.addoption(
+        "--conformance-jobs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="conformance drivers run at the same time (default: the number of CPUs)",
     )
 
 
@@ -41,6 +53,26 @@ def pytest_configure(config):
 def conformance_results(request):
     """The list every checked conformance cell is appended to."""
     return request.config.stash[_RESULTS]
+
+
+@pytest.fixture(scope="session")
+def conformance_cells(request):
+    """``(driver name, scenario name) -> Comparison`` for every selected,
+    available cell of the backend tests, computed on first use."""
+    config = request.config
+    if _CELLS not in config.stash:
+        from conformance.runner import check_cells
+
+        cells = []
+        for item in request.session.items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if getattr(item, "originalname", None) != _TEST or "driver" not in params:
+                continue
+            if params["driver"].available() is None:
+                cells.append((params["driver"], params["scenario"]))
+        jobs = config.getoption("--conformance-jobs", default=None)
+        config.stash[_CELLS] = check_cells(cells, jobs=jobs)
+    return config.stash[_CELLS]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
