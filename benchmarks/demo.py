@@ -82,8 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="folder for the PNG and the tables (default: ./demo-output)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, seconds per run")
-    parser.add_argument("--kappa", type=float, default=2.0, help="IRE's κ (default 2)")
-    parser.add_argument("--flat-fraction", type=float, default=0.6, help="IRE's γ (default 0.6)")
+    parser.add_argument("--kappa", type=float, default=1.0,
+                        help="IRE's κ (default 1, the best of the sweep)")
+    parser.add_argument("--flat-fraction", type=float, default=0.5,
+                        help="IRE's γ (default 0.5, the best of the sweep)")
     parser.add_argument("--interval", type=int, default=10, help="mask refresh interval K")
     parser.add_argument("--estimator", choices=("fisher", "gradient"), default="fisher",
                         help="curvature estimator (default fisher, as in the paper)")

@@ -21,7 +21,7 @@ def test_quick_demo_writes_png_and_table(quick_run):
     table = run["table"].read_text()
     assert "Validation loss (nats per byte) at checkpoints" in table
     assert re.search(r"steps to \d\.\d{3}", table)
-    assert "step-time ratio" in table and "AdamW+IRE (κ=2, γ=0.6)" in table
+    assert "step-time ratio" in table and "AdamW+IRE (κ=1, γ=0.5)" in table
 
 
 def test_quick_demo_losses_fall_and_runs_share_warmup(quick_run):
