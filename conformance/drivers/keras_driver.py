@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class KerasDriver:
         self.backend = backend
         self.name = f"keras-{backend}"
         self._results: dict | None = None
+        self._lock = threading.Lock()  # one worker per driver, even across threads
 
     def available(self) -> str | None:
         for module in ("keras", "ire_keras", self.backend):
@@ -61,8 +63,9 @@ class KerasDriver:
                 f"the Keras drivers run registered scenarios only (by name in a "
                 f"subprocess), got {scenario.name!r}"
             )
-        if self._results is None:
-            self._results = self._run_all(list(SCENARIOS))
+        with self._lock:
+            if self._results is None:
+                self._results = self._run_all(list(SCENARIOS))
         result = self._results.get(scenario.name)
         if isinstance(result, str):
             raise RuntimeError(f"{self.name} failed on {scenario.name}:\n{result}")
