@@ -45,6 +45,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -549,7 +550,7 @@ def _keras_rows(sz: Sizes, failures: dict) -> list[Row]:
         try:
             rows += _keras_case(kind, size, spec, sz)
         except Exception as error:  # an adapter that cannot run this model: reported
-            message = " ".join(str(error).split())
+            message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())
             failures[f"keras {kind}-{size}"] = f"{type(error).__name__}: {message[:300]}"
     return rows
 
