@@ -1,8 +1,8 @@
 """The cross-framework test matrix.
 
 ``nox`` runs the default sessions (lint, core, torch, jax, keras on each Keras
-backend, conformance); ``nox -s demo`` runs the main job; ``nox -s docs``
-regenerates the benchmark results in ``docs/``.
+backend, conformance, the benchmarks' quick modes); ``nox -s demo`` runs the
+main job; ``nox -s docs`` runs the examples in ``docs/``.
 
 Every environment installs torch as exactly the version in
 ``constraints.txt`` (a CPU build kept on local disk).
@@ -48,30 +48,35 @@ def lint(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     """ire_core and its NumPy reference, with NumPy as the only framework."""
     install(session, "test")
-    pytest(session, "tests/core", "--doctest-modules", "--pyargs", "ire_core")
+    pytest(session, "tests/core", "tests/readme/test_readme_core.py", "--doctest-modules", "--pyargs", "ire_core")
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
     """ire_torch, and the NumPy reference checked against torch.optim."""
     install(session, "torch", "test")
-    pytest(session, "tests/torch")
+    pytest(session, "tests/torch", "tests/readme/test_readme_torch.py")
 
 
 @nox.session
 def jax(session: nox.Session) -> None:
     """ire_jax (optax transformations), x64 and 2-device CPU mesh tests."""
     install(session, "jax", "test")
-    pytest(session, "tests/jax")
+    pytest(session, "tests/jax", "tests/readme/test_readme_jax.py")
 
 
 @nox.session
-@nox.parametrize("backend", KERAS_BACKENDS)
-def keras(session: nox.Session, backend: str) -> None:
-    """ire_keras on one Keras backend (Keras picks its backend at import)."""
-    extras = {"tensorflow": (), "jax": ("jax",), "torch": ("torch",)}[backend]
-    install(session, "keras", "test", *extras)
-    pytest(session, "tests/keras", env={"KERAS_BACKEND": backend})
+def keras(session: nox.Session) -> None:
+    """ire_keras on every Keras backend, one process each (Keras picks its
+    backend at import). ``nox -s keras -- tensorflow`` runs one backend."""
+    install(session, "keras", "jax", "torch", "test")
+    backends = [b for b in session.posargs if b in KERAS_BACKENDS] or KERAS_BACKENDS
+    for backend in backends:
+        session.log(f"KERAS_BACKEND={backend}")
+        session.run(
+            "pytest", "tests/keras", "tests/readme/test_readme_keras.py",
+            env={**QUIET_ENV, "KERAS_BACKEND": backend},
+        )
 
 
 @nox.session
@@ -83,11 +88,18 @@ def conformance(session: nox.Session) -> None:
         session.run("python", "-m", "conformance.report", env=QUIET_ENV)
 
 
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Quick modes of the demo and of the paper reproductions."""
+    install(session, "all")
+    pytest(session, "tests/benchmarks", "--doctest-modules", "benchmarks")
+
+
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
-    """The main job (see README). Extra arguments go to the demo script."""
-    install(session, "torch", "docs")
-    session.run("python", "-m", "benchmarks.quadratic", *session.posargs, env=QUIET_ENV)
+    """The main job (see README). Extra arguments go to ``benchmarks.demo``."""
+    install(session, "torch", "bench")
+    session.run("python", "-m", "benchmarks.demo", *session.posargs, env=QUIET_ENV)
 
 
 @nox.session(default=False)
