@@ -10,8 +10,6 @@ Every environment installs torch as exactly the version in
 
 from __future__ import annotations
 
-import os
-
 import nox
 
 nox.options.error_on_missing_interpreters = False
@@ -83,9 +81,10 @@ def keras(session: nox.Session) -> None:
 def conformance(session: nox.Session) -> None:
     """Every backend against the NumPy reference; writes the report."""
     install(session, "all")
-    pytest(session, "tests/conformance", "tests/core/test_imports.py")
-    if os.path.isdir("conformance") and os.path.exists("conformance/report.py"):
-        session.run("python", "-m", "conformance.report", env=QUIET_ENV)
+    pytest(
+        session, "tests/conformance", "tests/core/test_imports.py",
+        "--doctest-modules", "conformance", "--conformance-report=docs/conformance",
+    )
 
 
 @nox.session

@@ -65,6 +65,7 @@ def jax_loss(problem: Problem, params: list, data: dict):
       data: the problem's data as JAX arrays (see :meth:`JaxDriver.data`).
     """
     import jax.numpy as jnp
+
     from ire_jax import softmax_cross_entropy
 
     name = problem.name
@@ -113,9 +114,10 @@ class JaxDriver:
 
     def available(self) -> str | None:
         try:
-            import ire_jax  # noqa: F401
             import jax  # noqa: F401
             import optax  # noqa: F401
+
+            import ire_jax  # noqa: F401
         except ImportError as error:
             return f"ire_jax cannot be imported: {error}"
         return None
@@ -162,10 +164,11 @@ class JaxDriver:
         return ire_jax.ire(inner, **kwargs)
 
     def run(self, scenario: Scenario) -> Trajectory:
-        import ire_jax
         import jax
         import jax.numpy as jnp
         import optax
+
+        import ire_jax
 
         dtype = {"float64": jnp.float64, "float32": jnp.float32}[scenario.dtype]
         problem = scenario.problem

@@ -80,8 +80,9 @@ class TorchDriver:
 
     def available(self) -> str | None:
         try:
-            import ire_torch  # noqa: F401
             import torch  # noqa: F401
+
+            import ire_torch  # noqa: F401
         except ImportError as error:
             return f"ire_torch cannot be imported: {error}"
         return None

@@ -3,12 +3,13 @@ apply_if_finite."""
 
 from __future__ import annotations
 
-import ire_jax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+import ire_jax
 
 H = jnp.array([0.1, 5.0, 0.2, 7.0], dtype=jnp.float32)
 GRADS = jnp.array([0.1, 1.0, 0.2, 2.0], dtype=jnp.float32)

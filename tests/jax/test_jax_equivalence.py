@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 
-import ire_jax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +28,7 @@ import optax
 import pytest
 from jax_problems import hessian_diagonal, hutchinson_by_hessian, logits, loss, mlp_problem
 
+import ire_jax
 from ire_core import IREConfig, sample_labels
 from ire_core.draws import label_uniforms, rademacher_probes
 from ire_core.reference import SGD, AdamW, ReferenceIRE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ire_jax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +11,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import ire_core
+import ire_jax
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 2, reason="needs 2 devices: XLA_FLAGS was set after JAX started"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 
-import ire_jax
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
+
+import ire_jax
 
 
 def init_mlp(key, sizes=(4, 16, 3)):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import pickle
 
-import ire_jax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+import ire_jax
 
 H = jnp.array([0.1, 5.0, 0.2, 7.0, 0.3, 9.0], dtype=jnp.float32)
 

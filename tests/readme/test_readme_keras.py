@@ -2,9 +2,9 @@
 and really trains with IRE."""
 
 import keras
+from readme import run_block
 
 import ire_keras
-from readme import run_block
 
 
 def test_keras_example_runs_as_written():

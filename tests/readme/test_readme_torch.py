@@ -2,7 +2,6 @@
 mask statistics it prints are those of a real refresh."""
 
 import torch
-
 from readme import run_block
 
 

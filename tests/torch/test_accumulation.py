@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from ire_torch import AdamWIRE
 from torch_cases import batch, classifier, clone_params
+
+from ire_torch import AdamWIRE
 
 
 def test_accumulated_micro_batches_equal_one_full_batch_step():

@@ -9,8 +9,9 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE
 from torch_cases import assert_params_equal, batch, classifier, clone_params, train
+
+from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE
 
 TOTAL, SPLIT = 10, 4  # the split falls between two refreshes (interval 3)
 

@@ -12,8 +12,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from ire_torch import SAMIRE, SGDIRE, AdamWIRE
 from torch_cases import batch, classifier
+
+from ire_torch import SAMIRE, SGDIRE, AdamWIRE
 
 WORLD = 2
 STEPS = 6

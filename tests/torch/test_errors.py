@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE, hessian_trace
 from torch_cases import batch, classifier
+
+from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE, hessian_trace
 
 
 def _params():

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import IRE, SAMIRE
 from torch_cases import assert_params_equal, batch, classifier, clone_params, train
+
+from ire_torch import IRE, SAMIRE
 
 BASES = {
     "sgd": (torch.optim.SGD, dict(lr=0.1)),

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import SGDIRE, Draws, hessian_diagonal, hessian_trace, hessian_vector_products
 from torch_cases import batch, classifier, train
+
+from ire_torch import SGDIRE, Draws, hessian_diagonal, hessian_trace, hessian_vector_products
 
 
 def test_mask_stats_report_the_last_refresh():

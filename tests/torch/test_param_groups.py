@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import IRE, SGDIRE
 from torch_cases import batch, classifier, clone_params
+
+from ire_torch import IRE, SGDIRE
 
 
 def _step(model, opt, x, y):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ire_torch import SGDIRE, AdamWIRE
 from torch_cases import batch, classifier, clone_params
+
+from ire_torch import SGDIRE, AdamWIRE
 
 
 @pytest.mark.parametrize("estimator", ["fisher", "hutchinson", "gradient"])

@@ -7,8 +7,9 @@ import warnings
 
 import pytest
 import torch
-from ire_torch import SGDIRE, AdamWIRE
 from torch_cases import batch, classifier, train
+
+from ire_torch import SGDIRE, AdamWIRE
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
