@@ -61,9 +61,12 @@ def rademacher_probes(values: Sequence, num_probes: int, seed) -> list[list]:
     return probes
 
 
-def label_uniforms(batch: int, seed, dtype: str = "float32"):
-    """``batch`` uniform draws in [0, 1) for sampling Fisher labels."""
-    return keras.random.uniform((batch,), seed=seed, dtype=dtype)
+def label_uniforms(shape, seed, dtype: str = "float32"):
+    """Uniform draws in [0, 1) for sampling Fisher labels: one per row of
+    logits, ``shape`` being the logits' shape without the class axis (an int
+    for plain ``(batch, classes)`` logits)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return keras.random.uniform(shape, seed=seed, dtype=dtype)
 
 
 def sample_labels(logits, uniforms):
@@ -102,9 +105,11 @@ def fisher_estimate(
     """Sampled-label Fisher: ĥ = (∇ CE(logits, ŷ))², ŷ ~ softmax(logits).
 
     Args:
-      logits_fn: ``list of tensors -> (batch, classes)`` model outputs.
+      logits_fn: ``list of tensors -> (..., classes)`` model outputs, e.g.
+        ``(batch, classes)`` or ``(batch, tokens, classes)``.
       values: where the estimate is taken.
-      uniforms: ``(batch,)`` draws in [0, 1) (see :func:`label_uniforms`).
+      uniforms: draws in [0, 1) shaped like the outputs without the class
+        axis (see :func:`label_uniforms`).
       from_logits: ``False`` when the outputs are probabilities.
       logits: the outputs at ``values`` if already computed (saves a pass).
     """
@@ -125,7 +130,7 @@ def fisher_estimate(
             log_p = ops.log(predicted)
         chosen = ops.one_hot(labels, classes, dtype=log_p.dtype)
         # sum / n: keras.ops.mean is not float64-exact on every backend
-        return -ops.sum(log_p * chosen) / ops.cast(ops.shape(log_p)[0], log_p.dtype)
+        return -ops.sum(log_p * chosen) / ops.cast(ops.size(labels), log_p.dtype)
 
     _, grads = value_and_grad(sampled_loss, values)
     return gradient_estimate(grads)

@@ -146,7 +146,7 @@ class IRETrainStep:
         if config.estimator == "hutchinson":
             draws = rademacher_probes(values, config.num_probes, ire.seed_generator)
         elif config.estimator == "fisher":
-            draws = label_uniforms(ops.shape(y_pred)[0], ire.seed_generator)
+            draws = label_uniforms(ops.shape(y_pred)[:-1], ire.seed_generator)
         else:
             draws = None
 

@@ -85,6 +85,26 @@ def test_fisher_from_probabilities_equals_from_logits(float64):
                                rtol=max(FIT_RTOL, 1e-8), atol=1e-10)
 
 
+def test_fisher_on_sequence_logits_averages_over_every_position(float64):
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=(3, 5, 2)), rng.normal(size=(2, 4))
+    uniforms = rng.random((3, 5))
+    params = [keras.ops.convert_to_tensor(w)]
+
+    def token_logits(p):  # (batch, tokens, classes)
+        return keras.ops.matmul(keras.ops.convert_to_tensor(x), p[0])
+
+    def row_logits(p):  # the same logits, one row per token
+        return keras.ops.reshape(token_logits(p), (15, 4))
+
+    per_token = estimators.fisher_estimate(token_logits, params, keras.ops.convert_to_tensor(uniforms))
+    per_row = estimators.fisher_estimate(
+        row_logits, params, keras.ops.convert_to_tensor(uniforms.reshape(15))
+    )
+    np.testing.assert_allclose(numpy(per_token[0]), numpy(per_row[0]), rtol=1e-12)
+    assert tuple(keras.ops.shape(estimators.label_uniforms((3, 5), keras.random.SeedGenerator(0)))) == (3, 5)
+
+
 def test_sam_ire_fit_matches_reference(float64):
     config = dict(kappa=1.0, flat_fraction=0.4, interval=2, rho=0.05)
     x, y = regression_data()
