@@ -143,6 +143,20 @@ class IREConfig:
         check_bool(self.adaptive, "adaptive")
         check_positive(self.sam_eps, "sam_eps")
 
+    def keywords(self, *exclude: str) -> dict:
+        """The fields as keyword arguments (the adapters' constructors take
+        the same names), without those named in ``exclude``.
+
+        Example:
+          >>> IREConfig().keywords("estimator", "rho", "adaptive", "sam_eps")["interval"]
+          10
+        """
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in exclude
+        }
+
     def replace(self, **changes) -> IREConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -144,14 +144,8 @@ class JaxDriver:
         config = scenario.config
         estimator = exact if scenario.estimator == "exact" else scenario.estimator
         kwargs = dict(
-            kappa=config.kappa,
-            flat_fraction=config.flat_fraction,
-            interval=config.interval,
-            ema=config.ema,
-            start_step=config.start_step,
+            config.keywords("estimator", "rho", "adaptive", "sam_eps"),
             estimator=estimator,
-            num_probes=config.num_probes,
-            kappa_follows_lr=config.kappa_follows_lr,
             peak_lr=scenario.lr if config.kappa_follows_lr else None,
             learning_rate=scenario.lr if config.kappa_follows_lr else None,
             seed=scenario.seed,

@@ -224,16 +224,8 @@ def run_scenario(scenario) -> dict:
     estimator = scenario.estimator
     optimizer = ire_keras.IRE(
         _base(scenario),
-        kappa=config.kappa,
-        flat_fraction=config.flat_fraction,
-        interval=config.interval,
-        ema=config.ema,
-        start_step=config.start_step,
+        **config.keywords("estimator", "sam_eps"),
         estimator=estimator,
-        num_probes=config.num_probes,
-        kappa_follows_lr=config.kappa_follows_lr,
-        rho=config.rho,
-        adaptive=config.adaptive,
         seed=scenario.seed,
     )
     optimizer.build(weights)

@@ -111,14 +111,8 @@ class TorchDriver:
         draws = scenario.draws
         estimator = exact if scenario.estimator == "exact" else scenario.estimator
         ire = dict(
-            kappa=config.kappa,
-            flat_fraction=config.flat_fraction,
-            interval=config.interval,
-            ema=config.ema,
-            start_step=config.start_step,
+            config.keywords("estimator", "rho", "adaptive", "sam_eps"),
             estimator=estimator,
-            num_probes=config.num_probes,
-            kappa_follows_lr=config.kappa_follows_lr,
             seed=scenario.seed,
             probes_fn=draws.probes,
             label_uniforms_fn=draws.uniforms if draws.batch else None,

@@ -115,13 +115,8 @@ def _run_reference(base: str, estimator: str, params0, x, y):
 def _transformation(base: str, estimator: str):
     config = _config(estimator, base)
     kwargs = dict(
-        kappa=config.kappa,
-        flat_fraction=config.flat_fraction,
-        interval=config.interval,
-        ema=config.ema,
-        start_step=config.start_step,
+        config.keywords("estimator", "kappa_follows_lr", "rho", "adaptive", "sam_eps"),
         estimator=estimator,
-        num_probes=config.num_probes,
     )
     if base == "sam":
         return ire_jax.sam_ire(BASES[base][0](), rho=config.rho, **kwargs)
