@@ -77,6 +77,8 @@ class Row:
       extra_state: persistent state beyond the base optimizer's, as a
         multiple of the parameter bytes.
       params: number of parameters.
+      refresh_peak_mib: peak memory of a refresh step (MiB), when measured
+        apart (torch).
     """
 
     backend: str
@@ -88,6 +90,7 @@ class Row:
     peak_mib: float | None
     extra_state: float
     params: int
+    refresh_peak_mib: float | None = None
 
 
 @dataclass
@@ -336,7 +339,8 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
         label = f"{kind}-{size} ({_count(params)})"
         base_ms = _median_ms(times["AdamW"])
         for name, (model, opt) in variants.items():
-            peak = _torch_step_peak(tracker_class, model, opt, loss, batch, sz.steps)
+            peak, refresh_peak = _torch_step_peak(tracker_class, model, opt, loss, batch,
+                                                  sz.steps)
             if isinstance(opt, NaiveIRE):
                 state = opt.state_bytes()
             else:
@@ -346,7 +350,8 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
             ratio = statistics.median(
                 ire / base for ire, base in zip(times[name], times["AdamW"]))
             rows.append(Row("torch", label, name, base_ms, _median_ms(times[name]), ratio,
-                            peak / 2**20, (state - base_state) / param_bytes, params))
+                            peak / 2**20, (state - base_state) / param_bytes, params,
+                            refresh_peak / 2**20))
         if kind == "lm":
             agreements.append(_fisher_agreement(label, make, batch, logits))
     return rows, agreements
@@ -363,18 +368,26 @@ def _stepper(model, opt, loss, batch):
     return step
 
 
-def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> float:
-    """Peak bytes created during an optimizer step: the largest over
-    ``steps`` consecutive steps (a whole refresh period in full runs)."""
-    peaks = []
+def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> tuple:
+    """Peak bytes created during an optimizer step, over ``steps`` consecutive
+    steps: ``(largest on steps without a refresh, largest on refresh steps)``
+    (0 for a kind of step that did not occur)."""
+    peaks = {False: [0], True: [0]}
     for _ in range(steps):
+        refresh = _refresh_due(opt)
         opt.zero_grad()
         loss(model, batch).backward()
         tracker = tracker_class()
         with tracker:
             opt.step()
-        peaks.append(tracker.peak)
-    return max(peaks)
+        peaks[refresh].append(tracker.peak)
+    return max(peaks[False]), max(peaks[True])
+
+
+def _refresh_due(opt) -> bool:
+    if isinstance(opt, NaiveIRE):
+        return opt.t % opt.interval == 0
+    return bool(getattr(opt, "refresh_due", False))
 
 
 def _fisher_agreement(label, make, batch, logits) -> dict:
@@ -639,13 +652,15 @@ def _count(n: int) -> str:
 def format_rows(rows: list[Row]) -> str:
     """A Markdown table of overhead rows."""
     lines = [
-        "| model | variant | base ms | IRE ms | ratio | step peak MiB | extra state × params |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | variant | base ms | IRE ms | ratio | step peak MiB | refresh peak MiB "
+        "| extra state × params |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         peak = "n/a" if r.peak_mib is None else f"{r.peak_mib:.1f}"
+        refresh = "n/a" if r.refresh_peak_mib is None else f"{r.refresh_peak_mib:.1f}"
         lines.append(f"| {r.model} | {r.variant} | {r.base_ms:.2f} | {r.ire_ms:.2f} | "
-                     f"{r.ratio:.3f} | {peak} | {r.extra_state:.3f} |")
+                     f"{r.ratio:.3f} | {peak} | {refresh} | {r.extra_state:.3f} |")
     return "\n".join(lines)
 
 

@@ -69,7 +69,7 @@ def test_files_written(quick_run):
     assert text.startswith("### torch\n")
     table = [line for line in text.splitlines() if line.startswith("| mlp-small")]
     assert len(table) == len(TORCH_VARIANTS)
-    assert all(re.fullmatch(r"\|( [^|]+ \|){7}", line) for line in table)
+    assert all(re.fullmatch(r"\|( [^|]+ \|){8}", line) for line in table)
     assert "### Flat-mask selection" in text and "Machine: " in text
     saved = json.loads((out / "overhead.json").read_text())
     assert len(saved["rows"]) == len(result["rows"])
