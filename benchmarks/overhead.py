@@ -350,8 +350,8 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
             ratio = statistics.median(
                 ire / base for ire, base in zip(times[name], times["AdamW"]))
             rows.append(Row("torch", label, name, base_ms, _median_ms(times[name]), ratio,
-                            peak / 2**20, (state - base_state) / param_bytes, params,
-                            refresh_peak / 2**20))
+                            _mib(peak), (state - base_state) / param_bytes, params,
+                            _mib(refresh_peak)))
         if kind == "lm":
             agreements.append(_fisher_agreement(label, make, batch, logits))
     return rows, agreements
@@ -371,8 +371,8 @@ def _stepper(model, opt, loss, batch):
 def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> tuple:
     """Peak bytes created during an optimizer step, over ``steps`` consecutive
     steps: ``(largest on steps without a refresh, largest on refresh steps)``
-    (0 for a kind of step that did not occur)."""
-    peaks = {False: [0], True: [0]}
+    (``None`` for a kind of step that did not occur)."""
+    peaks = {False: [], True: []}
     for _ in range(steps):
         refresh = _refresh_due(opt)
         opt.zero_grad()
@@ -381,7 +381,11 @@ def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> tupl
         with tracker:
             opt.step()
         peaks[refresh].append(tracker.peak)
-    return max(peaks[False]), max(peaks[True])
+    return tuple(max(p) if p else None for p in (peaks[False], peaks[True]))
+
+
+def _mib(nbytes):
+    return None if nbytes is None else nbytes / 2**20
 
 
 def _refresh_due(opt) -> bool:

@@ -37,7 +37,9 @@ def test_quick_run_has_every_torch_row(quick_run):
         assert r.base_ms > 0 and r.ire_ms > 0 and r.ratio > 0
         assert r.peak_mib is not None and r.peak_mib >= 0
         if r.variant == "AdamW":
-            assert r.ratio == 1.0 and r.extra_state == 0.0
+            assert r.ratio == 1.0 and r.extra_state == 0.0 and r.refresh_peak_mib is None
+        else:  # None when the measured steps held no refresh
+            assert r.refresh_peak_mib is None or r.refresh_peak_mib >= 0
 
 
 def test_persistent_state_is_a_quarter_of_the_parameters_and_naive_is_a_full_copy(quick_run):
