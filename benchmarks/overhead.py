@@ -107,7 +107,12 @@ class Sizes:
 
 
 def sizes(quick: bool) -> Sizes:
-    """The full or the quick problem sizes."""
+    """The full or the quick problem sizes.
+
+    Example:
+      >>> sizes(quick=False).mlp["large"], sizes(quick=True).rounds
+      ((784, 2048), 1)
+    """
     if quick:
         return Sizes(
             mlp={"small": (32, 16), "large": (32, 64)},
@@ -654,7 +659,14 @@ def _count(n: int) -> str:
 
 
 def format_rows(rows: list[Row]) -> str:
-    """A Markdown table of overhead rows."""
+    """A Markdown table of overhead rows.
+
+    Example:
+      >>> row = Row("torch", "mlp-small (0.3M)", "IRE gradient", 10.0, 10.3, 1.03, 4.4, 0.25,
+      ...           300_000)
+      >>> print(format_rows([row]).splitlines()[-1])
+      | mlp-small (0.3M) | IRE gradient | 10.00 | 10.30 | 1.030 | 4.4 | n/a | 0.250 |
+    """
     lines = [
         "| model | variant | base ms | IRE ms | ratio | step peak MiB | refresh peak MiB "
         "| extra state × params |",
