@@ -91,7 +91,11 @@ def conformance(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Quick modes of the demo and of the paper reproductions."""
     install(session, "all")
-    pytest(session, "tests/benchmarks", "--doctest-modules", "benchmarks")
+    # ``python -m`` puts the checkout on sys.path: ``benchmarks`` is not installed.
+    session.run(
+        "python", "-m", "pytest", "tests/benchmarks", "--doctest-modules", "benchmarks",
+        *session.posargs, env=QUIET_ENV,
+    )
 
 
 @nox.session(default=False)

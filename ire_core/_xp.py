@@ -38,3 +38,11 @@ def count_dtype(xp, total: int):
     """The integer dtype for counting up to ``total`` coordinates: int32 where
     it suffices (JAX without x64 has no int64)."""
     return xp.int32 if total < 2**31 else xp.int64
+
+
+def count_true(xp, mask, dtype):
+    """The number of True entries of ``mask`` as a 0-d array of ``dtype``,
+    without widening the whole mask where the namespace can count directly."""
+    if hasattr(xp, "count_nonzero"):
+        return xp.astype(xp.count_nonzero(mask), dtype)
+    return xp.sum(xp.astype(mask, dtype))

@@ -96,11 +96,12 @@ def blend(previous: Sequence | None, estimate: Sequence, beta) -> tuple[list, li
         finite = xp.isfinite(h)
         magnitude = xp.abs(h)
         if previous is None:
-            old = xp.zeros_like(magnitude)
-            mixed = magnitude
-        else:
-            old = xp.astype(previous[i], magnitude.dtype)
-            mixed = magnitude if _is_zero(beta) else beta * old + (1 - beta) * magnitude
+            new = xp.where(finite, magnitude, 0.0)
+            state.append(new)
+            selection.append(xp.where(finite, magnitude, xp.inf))
+            continue
+        old = xp.astype(previous[i], magnitude.dtype, copy=False)
+        mixed = magnitude if _is_zero(beta) else beta * old + (1 - beta) * magnitude
         new = xp.where(finite, mixed, old)
         state.append(new)
         selection.append(xp.where(finite, new, xp.inf))

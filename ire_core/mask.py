@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from array_api_compat import device, is_numpy_namespace, is_torch_namespace
 
-from ._xp import count_dtype, is_scalar, namespace, ranking_dtype
+from ._xp import count_dtype, count_true, is_scalar, namespace, ranking_dtype
 from .threshold import exact_threshold
 
 
@@ -121,20 +121,20 @@ def select_flat_mask(
     if not curvatures:
         raise ValueError("curvatures must hold at least one tensor, got an empty sequence")
     xp = namespace(*curvatures)
-    values, finite = selection_values(curvatures)
-    total = sum(math.prod(v.shape) for v in values)
+    total = sum(math.prod(h.shape) for h in curvatures)
     k = flat_count(flat_fraction, total)
     if previous is None:
-        previous = [xp.zeros_like(v, dtype=xp.bool) for v in values]
+        previous = [xp.zeros_like(h, dtype=xp.bool) for h in curvatures]
     if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
-        mask, tau = _select_eagerly(xp, values, finite, k, previous, threshold_fn)
+        mask, tau = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
     else:
-        mask, tau = _select_traceably(xp, values, finite, k, previous, threshold_fn)
+        mask, tau = _select_traceably(xp, curvatures, k, previous, threshold_fn)
     return FlatMask(mask, tau, _total_count(xp, mask, total))
 
 
-def _select_traceably(xp, values, finite, k, previous, threshold_fn):
+def _select_traceably(xp, curvatures, k, previous, threshold_fn):
     """Array operations only: runs under ``jax.jit`` with a traced γ."""
+    values, finite = selection_values(curvatures)
     tau = threshold_fn(values, k)
     any_finite = xp.any(xp.stack([xp.any(f) for f in finite]))
     positive = k > 0
@@ -145,22 +145,37 @@ def _select_traceably(xp, values, finite, k, previous, threshold_fn):
     return mask, tau
 
 
-def _select_eagerly(xp, values, finite, k, previous, threshold_fn):
-    """The same rule with host decisions, saving passes over the values."""
+def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
+    """The same rule with host decisions (NumPy, torch), in fewer passes:
+    non-finite values become +inf in place, and one reduction tells whether
+    any value is finite."""
+    values = _magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
-    if not any(bool(xp.any(f)) for f in finite):
+    minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
+    if not minima or not bool(xp.min(xp.stack(minima)) < infinity):
         return list(previous), infinity
     if k <= 0:
         return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
     tau = threshold_fn(values, k)
     if bool(tau < infinity):
         return [v <= tau for v in values], tau
-    return list(finite), tau
+    return [v < infinity for v in values], tau
+
+
+def _magnitudes(xp, curvatures):
+    """|ĥ| in the ranking dtype with NaN as +inf, on fresh arrays."""
+    dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
+    values = [xp.abs(xp.astype(h, dtype, copy=False)) for h in curvatures]
+    if is_torch_namespace(xp):
+        return [v.nan_to_num_(nan=math.inf, posinf=math.inf) for v in values]
+    for v in values:  # NumPy: abs returned a new array, safe to write
+        v[xp.isnan(v)] = xp.inf
+    return values
 
 
 def _total_count(xp, mask, total):
     dtype = count_dtype(xp, total)
-    return xp.sum(xp.stack([xp.sum(xp.astype(m, dtype)) for m in mask]))
+    return xp.sum(xp.stack([count_true(xp, m, dtype) for m in mask]))
 
 
 def mask_statistics(mask: Sequence) -> MaskStats:
@@ -178,7 +193,7 @@ def mask_statistics(mask: Sequence) -> MaskStats:
     xp = namespace(*mask)
     sizes = [math.prod(m.shape) for m in mask]
     total = sum(sizes)
-    counts = [xp.sum(xp.astype(m, count_dtype(xp, total))) for m in mask]
+    counts = [count_true(xp, m, count_dtype(xp, total)) for m in mask]
     count = xp.sum(xp.stack(counts))
     per_tensor = [xp.astype(c, xp.float32) / max(s, 1) for c, s in zip(counts, sizes)]
     return MaskStats(count, total, xp.astype(count, xp.float32) / max(total, 1), per_tensor)
