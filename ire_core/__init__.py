@@ -32,7 +32,7 @@ from .mask import (
 )
 from .sam import global_norm, sam_perturbation
 from .schedules import flat_fraction_at, kappa_at, value_at
-from .threshold import HistogramThreshold, exact_threshold
+from .threshold import HistogramThreshold, SampledThreshold, exact_threshold
 from .timing import is_active, is_refresh_step
 
 __version__ = "0.1.0"
@@ -43,6 +43,7 @@ __all__ = [
     "HistogramThreshold",
     "IREConfig",
     "MaskStats",
+    "SampledThreshold",
     "amplify_displacement",
     "amplify_update",
     "amplify_updates",
