@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["KerasArray", "KerasNamespace", "from_core", "native", "read", "to_core"]
+__all__ = ["KerasArray", "KerasNamespace", "dense", "from_core", "native", "read", "to_core"]
 
 
 def read(value, copy: bool = False):
@@ -45,6 +45,33 @@ def read(value, copy: bool = False):
     value = ops.convert_to_tensor(value)
     if copy and keras.backend.backend() == "torch":
         value = value.clone()
+    return value
+
+
+def dense(value, shape=None):
+    """``value`` as a dense backend tensor, optionally of a known static shape.
+
+    On TensorFlow the gradient of a gathered weight (an ``Embedding`` table)
+    is a ``tf.IndexedSlices`` whose rows may repeat and whose shape can be
+    unknown inside ``tf.function``. It is summed into a dense tensor here, so
+    squaring it squares the gradient rather than each of its rows.
+
+    Args:
+      value: a tensor, a variable or a ``tf.IndexedSlices``.
+      shape: the static shape to give the result (a weight's shape), or
+        ``None`` to keep the one it has.
+
+    Returns:
+      A dense backend tensor.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(value, tf.IndexedSlices):
+            value = tf.convert_to_tensor(value)
+    value = read(value)
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        value = ops.reshape(value, tuple(shape))
     return value
 
 
@@ -90,7 +117,8 @@ class KerasArray:
 
     @property
     def shape(self) -> tuple:
-        return tuple(int(d) for d in ops.shape(self.value))
+        """The static shape; a dimension unknown until run time is ``None``."""
+        return tuple(None if d is None else int(d) for d in self.value.shape)
 
     @property
     def dtype(self) -> str:

@@ -39,7 +39,8 @@ def value_and_grad(fn: Callable, values: Sequence, has_aux: bool = False):
 
     Returns:
       ``(value, grads)``, or ``((value, aux), grads)`` with ``has_aux``.
-      Gradients of weights the value does not depend on are zeros.
+      The gradients are dense tensors shaped like ``values``; those of
+      weights the value does not depend on are zeros.
     """
     backend = keras.backend.backend()
     values = [_xp.read(v) for v in values]
@@ -87,7 +88,7 @@ def _tf_value_and_grad(fn, values, has_aux):
         out = fn(values)
         value = out[0] if has_aux else out
     grads = tape.gradient(value, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return out, grads
+    return out, _dense_like(grads, values)
 
 
 def _tf_hvp(fn, values, vectors):
@@ -101,7 +102,13 @@ def _tf_hvp(fn, values, vectors):
             value = fn(values)
         grads = inner.gradient(value, values, unconnected_gradients=zero)
         dot = tf.add_n([tf.reduce_sum(g * z) for g, z in zip(grads, vectors)])
-    return outer.gradient(dot, values, unconnected_gradients=zero)
+    return _dense_like(outer.gradient(dot, values, unconnected_gradients=zero), values)
+
+
+def _dense_like(grads, values):
+    """TensorFlow gradients as dense tensors of the values' static shapes
+    (the gradient of a gathered table is a ``tf.IndexedSlices``)."""
+    return [_xp.dense(g, v.shape) for g, v in zip(grads, values)]
 
 
 def _torch_leaves(values):

@@ -79,7 +79,9 @@ def sample_labels(logits, uniforms):
 
 
 def gradient_estimate(grads: Sequence) -> list:
-    """ĥ = g ⊙ g of the given gradients (:func:`ire_core.squared`)."""
+    """ĥ = g ⊙ g of the given gradients (:func:`ire_core.squared`); a
+    TensorFlow ``tf.IndexedSlices`` gradient is summed into a dense one first."""
+    grads = [_xp.dense(g) for g in grads]
     return [_xp.from_core(h) for h in ire_core.squared(_xp.to_core(grads))]
 
 

@@ -424,7 +424,7 @@ class IRE(keras.optimizers.Optimizer):
             return self._gradient_estimate([grads[i] for i in used], weights)
 
         def refreshed():
-            raw = [ops.convert_to_tensor(h) for h in estimate()]
+            raw = [_xp.dense(h, w.shape) for h, w in zip(estimate(), weights)]
             state, selection = ire_core.blend(None, _xp.to_core(raw), self.ire_config.ema)
             if averages:
                 # The first estimate starts the average; later ones blend in.
@@ -492,7 +492,7 @@ class IRE(keras.optimizers.Optimizer):
 
     def _gradient_estimate(self, grads, weights):
         inner = self.inner_optimizer
-        grads = [_xp.read(g) for g in grads]
+        grads = [_xp.dense(g, w.shape) for g, w in zip(grads, weights)]
         if inner.gradient_accumulation_steps:
             # The step uses the mean of the accumulated micro-batch gradients.
             steps = inner.gradient_accumulation_steps

@@ -161,6 +161,36 @@ def test_fisher_in_fit_trains_a_classifier(rho):
     assert np.isfinite(float(numpy(optimizer.mask_threshold)))
 
 
+@pytest.mark.parametrize("estimator", ["gradient", "fisher", "hutchinson"])
+def test_token_model_refreshes_in_fit(estimator):
+    # Embedding -> Dense on (batch, seq) tokens: on TensorFlow the table's
+    # gradient is a tf.IndexedSlices of unknown shape inside tf.function.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 11, size=(8, 6)).astype("int32")
+    y = rng.integers(0, 11, size=(8, 6)).astype("int32")
+    model = Net([keras.Input((6,), dtype="int32"), keras.layers.Embedding(11, 4),
+                 keras.layers.Dense(11)])
+    optimizer = ire_keras.IRE(keras.optimizers.AdamW(0.01), kappa=1.0, flat_fraction=0.5,
+                              interval=1, estimator=estimator, seed=3)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert int(numpy(optimizer.refresh_count)) == 2
+    assert int(numpy(optimizer.mask_flat_count)) == ire_core.flat_count(0.5, 11 * 4 + 4 * 11 + 11)
+
+
+def test_gradient_estimate_squares_the_summed_gradient_of_repeated_rows():
+    # The table gradient has row 0 twice: ĥ is (1 + 3)² and (2 + 4)², not 1² + 3².
+    def loss(w):
+        rows = keras.ops.take(w[0], keras.ops.convert_to_tensor([0, 0]), axis=0)
+        return keras.ops.sum(rows * keras.ops.convert_to_tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+    _, grads = autodiff.value_and_grad(loss, [keras.ops.zeros((3, 2))])
+    assert tuple(grads[0].shape) == (3, 2)
+    np.testing.assert_allclose(numpy(estimators.gradient_estimate(grads)[0]),
+                               [[16.0, 36.0], [0.0, 0.0], [0.0, 0.0]])
+
+
 def test_mixin_with_the_gradient_estimator_is_keras_own_step():
     x, y = regression_data()
     plain = dense_model()
