@@ -7,8 +7,9 @@ under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
   ``partition``; on torch a sampled window followed by ``kthvalue`` on the few
-  values inside it (exact, with a full ``kthvalue`` as fallback); elsewhere,
-  and whenever k is traced, a sort.
+  values inside it (exact, with a full ``kthvalue`` as fallback); on JAX a
+  bisection over the values' bit patterns, one fused counting pass per bit
+  (jit-safe, also for a traced k); elsewhere a sort.
 * :class:`SampledThreshold`: the k-th smallest of a fixed-size, evenly
   spread sample (the sampled quantile). It reads only the sample, so its cost
   does not grow with the model; the flat count deviates from k by about
