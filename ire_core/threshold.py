@@ -7,9 +7,9 @@ under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
   ``partition``; on torch a sampled window followed by ``kthvalue`` on the few
-  values inside it (exact, with a full ``kthvalue`` as fallback); on JAX a
-  bisection over the values' bit patterns, one fused counting pass per bit
-  (jit-safe, also for a traced k); elsewhere a sort.
+  values inside it (exact, with a full ``kthvalue`` as fallback); elsewhere,
+  and for a traced k, a sort. (``ire_jax`` brings its own exact threshold
+  for JAX, a jit-friendly bisection, and uses it by default.)
 * :class:`SampledThreshold`: the k-th smallest of a fixed-size, evenly
   spread sample (the sampled quantile). It reads only the sample, so its cost
   does not grow with the model; the flat count deviates from k by about
@@ -54,9 +54,6 @@ def exact_threshold(values: Sequence, k):
     xp = namespace(*values)
     flat = _flatten(xp, values)
     n = flat.shape[0]
-    if is_jax_namespace(xp) and n > 0:
-        tau = _jax_kth_smallest(flat, xp.clip(k, 1, n))
-        return xp.where(k > 0, tau, _infinity(xp, flat))
     if not is_scalar(k):
         ordered = xp.sort(flat)
         tau = ordered[xp.clip(k - 1, 0, max(n - 1, 0))]
@@ -69,32 +66,6 @@ def exact_threshold(values: Sequence, k):
     if is_torch_namespace(xp):
         return _torch_kth_smallest(flat, k)
     return xp.sort(flat)[k - 1]
-
-
-def _jax_kth_smallest(flat, k):
-    """Exact k-th smallest of a 1-d JAX array of values >= 0 (+inf allowed),
-    jit-safe for a traced k.
-
-    Non-negative floats order like their bit patterns read as integers, so a
-    bisection over the integers finds the smallest value v with
-    #{x <= v} >= k in one counting pass per bit: no sort (slow on XLA's CPU
-    backend), and every pass is a reduction that fuses.
-    """
-    import jax  # already imported: ``flat`` is a JAX array
-
-    jnp, lax = jax.numpy, jax.lax
-    bits = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[flat.dtype.itemsize]
-    keys = lax.bitcast_convert_type(flat, bits)
-
-    def halve(_, bounds):
-        lo, hi = bounds  # #{keys <= lo} < k <= #{keys <= hi}
-        mid = lo + (hi - lo) // 2
-        enough = jnp.sum(keys <= mid) >= k
-        return jnp.where(enough, lo, mid), jnp.where(enough, mid, hi)
-
-    start = (jnp.asarray(-1, dtype=bits), jnp.max(keys))
-    _, hi = lax.fori_loop(0, 8 * flat.dtype.itemsize, halve, start)
-    return lax.bitcast_convert_type(hi, flat.dtype)
 
 
 def _torch_kth_smallest(flat, k: int):

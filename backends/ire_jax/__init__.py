@@ -31,12 +31,14 @@ from .estimators import (
 )
 from .sam import SamGradients, sam_gradients, sam_ire
 from .state import IREState, mask_stats, needs_refresh
+from .threshold import exact_threshold
 from .transform import ire
 
 __all__ = [
     "STATIC_ARGS",
     "IREState",
     "SamGradients",
+    "exact_threshold",
     "fisher_diagonal",
     "gradient_diagonal",
     "hutchinson_diagonal",

@@ -17,8 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 
-import ire_core
 from ire_core import IREConfig
+
+from .threshold import exact_threshold
 
 __all__ = ["STATIC_ARGS", "Hyperparams", "lr_value", "resolve"]
 
@@ -85,7 +86,7 @@ class Hyperparams:
     seed: Any
     peak_lr: Any
     learning_rate: Any
-    threshold_fn: Callable = ire_core.exact_threshold
+    threshold_fn: Callable = exact_threshold
 
     def static_probes(self) -> int:
         """The number of Hutchinson probes, which fixes the traced graph."""
@@ -198,7 +199,7 @@ def resolve(
                 f"learning_rate must be a number, a schedule or None, got {learning_rate!r}"
             )
     if threshold_fn is None:
-        threshold_fn = ire_core.exact_threshold
+        threshold_fn = exact_threshold
     elif not callable(threshold_fn):
         raise ValueError(
             f"threshold_fn must be a callable (values, k) -> threshold or None, got {threshold_fn!r}"

@@ -278,9 +278,10 @@ def ire(
         inner state (an ``optax.inject_hyperparams`` optimizer).
       seed: seed of the PRNG key kept in the state for estimator draws.
       threshold_fn: ``(values, k) -> τ`` finding the k-th smallest curvature
-        over the model; ``None`` is ``ire_core.exact_threshold`` (one sort
-        of all coordinates). ``ire_core.HistogramThreshold()`` finds τ from
-        a few histogram passes instead of a sort.
+        over the model; ``None`` is :func:`ire_jax.exact_threshold` (exact,
+        by bisection over bit patterns). ``ire_core.HistogramThreshold()``
+        and ``ire_core.threshold.SampledThreshold()`` are the streaming and
+        sampled alternatives.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose state is an

@@ -1,4 +1,4 @@
-"""ire_core's exact threshold on JAX arrays: the bisection over bit patterns
+"""ire_jax's exact threshold: the bisection over bit patterns
 equals a sort, eagerly and under jit with a traced k, in both precisions."""
 
 import jax
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ire_core import exact_threshold, select_flat_mask
+from ire_core import select_flat_mask
+from ire_jax import exact_threshold
 
 
 def curvature(seed, n):
@@ -36,7 +37,7 @@ def test_exact_threshold_equals_a_sort(dtype, seed, n, fraction):
 def test_jitted_selection_with_traced_fraction_matches_numpy():
     values = curvature(3, 1000)
     tensors = [jnp.asarray(values[:300], dtype=jnp.float32), jnp.asarray(values[300:], dtype=jnp.float32)]
-    select = jax.jit(lambda h, gamma: select_flat_mask(h, gamma).mask)
+    select = jax.jit(lambda h, gamma: select_flat_mask(h, gamma, threshold_fn=exact_threshold).mask)
     for gamma in (0.0, 0.25, 0.6, 1.0):
         got = select(tensors, jnp.asarray(gamma, dtype=jnp.float32))
         expected = select_flat_mask([np.asarray(t) for t in tensors], gamma).mask
