@@ -123,11 +123,11 @@ def select_flat_mask(
     xp = namespace(*curvatures)
     total = sum(math.prod(h.shape) for h in curvatures)
     k = flat_count(flat_fraction, total)
-    if previous is None:
-        previous = [xp.zeros_like(h, dtype=xp.bool) for h in curvatures]
     if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
         mask, tau = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
     else:
+        if previous is None:
+            previous = [xp.zeros_like(h, dtype=xp.bool) for h in curvatures]
         mask, tau = _select_traceably(xp, curvatures, k, previous, threshold_fn)
     return FlatMask(mask, tau, _total_count(xp, mask, total))
 
@@ -153,6 +153,8 @@ def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
     if not minima or not bool(xp.min(xp.stack(minima)) < infinity):
+        if previous is None:
+            return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
         return list(previous), infinity
     if k <= 0:
         return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity

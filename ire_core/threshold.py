@@ -6,8 +6,9 @@ estimates), ``k`` the 1-indexed rank (a Python int, or a 0-d integer array
 under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
-  ``partition``; on torch a sampled window followed by ``kthvalue`` on the few
-  values inside it (exact, with a full ``kthvalue`` as fallback); elsewhere,
+  ``partition``; on torch a window bracketed by a sample, then ``kthvalue`` on
+  the few values inside it (exact, with a full ``kthvalue`` as fallback) and no
+  concatenation of the tensors; elsewhere,
   and for a traced k, a sort. (``ire_jax`` brings its own exact threshold
   for JAX, a jit-friendly bisection, and uses it by default.)
 * :class:`SampledThreshold`: the k-th smallest of a fixed-size, evenly
@@ -32,7 +33,7 @@ from ._xp import count_dtype, is_scalar, namespace
 
 # Torch models smaller than this use one kthvalue over everything.
 _WINDOW_MIN_SIZE = 1 << 20
-_WINDOW_SAMPLE = 1 << 16
+_WINDOW_SAMPLE = 1 << 15
 
 
 def _flatten(xp, values):
@@ -52,6 +53,8 @@ def exact_threshold(values: Sequence, k):
       3.0
     """
     xp = namespace(*values)
+    if is_torch_namespace(xp) and is_scalar(k):
+        return _torch_kth_smallest(xp, [xp.reshape(v, (-1,)) for v in values], k)
     flat = _flatten(xp, values)
     n = flat.shape[0]
     if not is_scalar(k):
@@ -63,40 +66,53 @@ def exact_threshold(values: Sequence, k):
     k = min(k, n)
     if is_numpy_namespace(xp):
         return xp.partition(flat, k - 1)[k - 1]
-    if is_torch_namespace(xp):
-        return _torch_kth_smallest(flat, k)
     return xp.sort(flat)[k - 1]
 
 
-def _torch_kth_smallest(flat, k: int):
-    """Exact k-th smallest of a 1-d torch tensor.
+def _torch_kth_smallest(xp, values: list, k: int):
+    """Exact k-th smallest of 1-d torch tensors, without concatenating them.
 
-    A strided sample brackets the k-th value; one pass counts the values below
-    the bracket and keeps those inside it, and ``kthvalue`` runs on that small
-    window. A bracket that misses (rare; only costs time) falls back to
+    A sample spread over all tensors brackets the k-th value between two of
+    its order statistics; one pass per tensor counts the values below the
+    bracket and keeps those inside it, and ``kthvalue`` runs on that small
+    window. A bracket that misses (rare; it only costs time) falls back to
     ``kthvalue`` over everything.
     """
-    n = flat.numel()
+    n = sum(v.numel() for v in values)
+    if k <= 0 or n == 0:
+        return _infinity(xp, values[0])
+    k = min(k, n)
     if n < _WINDOW_MIN_SIZE:
-        return flat.kthvalue(k).values
-    stride = n // _WINDOW_SAMPLE
-    sample = flat[::stride].sort().values
+        return xp.concat(values).kthvalue(k).values
+    sample = xp.concat([_spread_sample(xp, v, n) for v in values])
     m = sample.numel()
     q = k / n
     margin = 6.0 * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
-    lo_index, hi_index = math.floor((q - margin) * m), math.ceil((q + margin) * m)
-    inside = flat <= sample[hi_index] if hi_index < m else flat == flat
-    below = 0
-    if lo_index >= 0:
-        lower = sample[lo_index]
-        is_below = flat < lower
-        below = int(is_below.sum())
-        inside &= ~is_below
-    window = flat[inside]
-    rank = k - below
+    lo_rank, hi_rank = math.floor((q - margin) * m), math.ceil((q + margin) * m)
+    lower = sample.kthvalue(lo_rank).values if lo_rank >= 1 else None
+    upper = sample.kthvalue(hi_rank).values if hi_rank <= m else None
+    below, window = 0, []
+    for v in values:
+        inside = v <= upper if upper is not None else xp.ones_like(v, dtype=xp.bool)
+        if lower is not None:
+            is_below = v < lower
+            below = below + xp.count_nonzero(is_below)
+            inside ^= is_below  # lower <= upper: what is below is inside too
+        window.append(v[inside])
+    window = xp.concat(window)
+    rank = k - int(below)
     if 1 <= rank <= window.numel():
         return window.kthvalue(rank).values
-    return flat.kthvalue(k).values
+    return xp.concat(values).kthvalue(k).values
+
+
+def _spread_sample(xp, v, total: int):
+    """About ``_WINDOW_SAMPLE · v.numel() / total`` values of the 1-d tensor
+    ``v`` (at least one), at golden-ratio spread positions."""
+    n = v.numel()
+    m = min(n, max(1, round(_WINDOW_SAMPLE * n / total)))
+    positions = xp.arange(m, device=device(v)) * _coprime_step(n) % n
+    return v[positions]
 
 
 def _bincount(xp, index, length: int):
