@@ -413,10 +413,13 @@ class IRE(torch.optim.Optimizer):
                                  config.num_probes, self._sync)
         estimate = estimate_curvature(config.estimator, inputs)
         old = [self._ire_state.get(p, {}) for p in params]
-        previous = None
-        if any("curvature" in entry for entry in old):
-            previous = [entry.get("curvature", h.abs()) for entry, h in zip(old, estimate)]
-        average, selection = ire_core.blend(previous, estimate, config.ema)
+        if config.ema > 0:
+            previous = None
+            if any("curvature" in entry for entry in old):
+                previous = [entry.get("curvature", h.abs()) for entry, h in zip(old, estimate)]
+            average, selection = ire_core.blend(previous, estimate, config.ema)
+        else:  # no average to keep; the selection itself ranks |ĥ| and never picks NaN
+            average, selection = [None] * len(estimate), estimate
         # "Nothing flat" before the first refresh, made on each parameter's device.
         previous_masks = [
             entry["mask"] if entry else torch.zeros(p.shape, dtype=torch.bool, device=p.device)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch_cases import assert_params_equal, clone_params
 
 from ire_torch import IRE, SAMIRE
+from ire_torch import fused as fused_module
 from ire_torch import optimizer as ire_optimizer
 from ire_torch.fused import fused_step, supports_fused_step
 
@@ -33,6 +34,8 @@ CONFIGS = {
     "adamw": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
     "adamw-foreach-amsgrad": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1, amsgrad=True,
                                                       foreach=True)),
+    "adamw-fused-kernel": (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1, fused=True)),
+    "adam-fused-kernel-amsgrad": (torch.optim.Adam, dict(lr=1e-2, amsgrad=True, fused=True)),
 }
 
 
@@ -111,9 +114,13 @@ def test_fused_path_matches_the_generic_path_in_float64(name, monkeypatch):
     assert opt.mask_stats().flat_count > 0
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
 @pytest.mark.parametrize("name", ["sgd-momentum-wd", "sgd-nesterov", "adamw", "adam-l2-amsgrad",
-                                  "adamw-foreach-amsgrad"])
-def test_coordinates_outside_the_mask_get_the_base_update_bit_for_bit(name):
+                                  "adamw-foreach-amsgrad", "adamw-fused-kernel",
+                                  "adam-fused-kernel-amsgrad"])
+def test_coordinates_outside_the_mask_get_the_base_update_bit_for_bit(name, chunk, monkeypatch):
+    if chunk is not None:  # per-tensor steps then run slice by slice
+        monkeypatch.setattr(fused_module, "_CHUNK", chunk)
     x, y = _data(torch.float32)
     model, opt = _make(name, fused=True, dtype=torch.float32, start_step=0, interval=1)
     _run(model, opt, 3, x, y)
