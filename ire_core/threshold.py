@@ -32,7 +32,7 @@ from array_api_compat import device, is_jax_namespace, is_numpy_namespace, is_to
 from ._xp import count_dtype, is_scalar, namespace
 
 # Torch models smaller than this use one kthvalue over everything.
-_WINDOW_MIN_SIZE = 1 << 20
+_WINDOW_MIN_SIZE = 1 << 17
 _WINDOW_SAMPLE = 1 << 15
 
 

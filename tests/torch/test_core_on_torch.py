@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ire_core import HistogramThreshold, exact_threshold, mask_statistics, select_flat_mask
+from ire_core import threshold as threshold_module
 
 
 def large_values(seed, n):
@@ -16,11 +17,21 @@ def large_values(seed, n):
     return [values[: n // 4], values[n // 4 :]]
 
 
-@pytest.mark.parametrize("fraction", [1e-6, 0.3, 0.6, 0.999999])
+@pytest.mark.parametrize("fraction", [1e-5, 0.3, 0.6, 0.99999])
 def test_windowed_exact_threshold_matches_a_full_sort(fraction):
-    values = large_values(0, 3 << 20)
+    values = large_values(0, 3 << 18)
     everything = torch.cat(values)
     k = int(fraction * everything.numel())
+    assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
+
+
+def test_a_window_that_misses_the_kth_value_falls_back_to_the_exact_answer(monkeypatch):
+    values = large_values(3, 1 << 18)
+    everything = torch.cat(values)
+    k = int(0.4 * everything.numel())
+    # A sample of the largest values only: its bracket lies far above the k-th value.
+    monkeypatch.setattr(threshold_module, "_spread_sample",
+                        lambda xp, v, total: v.sort().values[-max(1, v.numel() // 8):])
     assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
 
 
