@@ -147,12 +147,11 @@ def _select_traceably(xp, curvatures, k, previous, threshold_fn):
 
 def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
     """The same rule with host decisions (NumPy, torch), in fewer passes:
-    non-finite values become +inf in place, and one reduction tells whether
-    any value is finite."""
-    values = _magnitudes(xp, curvatures)
+    values that are already magnitudes are ranked as they are, and one
+    reduction per tensor tells both that and whether any value is finite."""
+    values, smallest = _magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
-    minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
-    if not minima or not bool(xp.min(xp.stack(minima)) < infinity):
+    if smallest is None or not bool(smallest < infinity):
         if previous is None:
             return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
         return list(previous), infinity
@@ -165,14 +164,34 @@ def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
 
 
 def _magnitudes(xp, curvatures):
-    """|ĥ| in the ranking dtype with NaN as +inf, on fresh arrays."""
+    """|ĥ| in the ranking dtype with NaN as +inf, and the smallest of all
+    (``None`` when there are no values).
+
+    A tensor whose minimum is >= 0 has no NaN and no negative value (squared
+    gradients, Fisher estimates): it is ranked as it is, never written to.
+    The others are replaced by fresh arrays.
+    """
     dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
-    values = [xp.abs(xp.astype(h, dtype, copy=False)) for h in curvatures]
+    values = [xp.astype(h, dtype, copy=False) for h in curvatures]
+    sized = [i for i, v in enumerate(values) if math.prod(v.shape) > 0]
+    if not sized:
+        return values, None
+    minima = xp.stack([xp.min(values[i]) for i in sized])  # NaN if any value is NaN
+    clean = minima >= 0
+    if bool(xp.all(clean)):
+        return values, xp.min(minima)
+    for i, ok in zip(sized, clean.tolist()):
+        if not ok:
+            values[i] = _fresh_magnitude(xp, values[i])
+    return values, xp.min(xp.stack([xp.min(values[i]) for i in sized]))
+
+
+def _fresh_magnitude(xp, h):
+    magnitude = xp.abs(h)
     if is_torch_namespace(xp):
-        return [v.nan_to_num_(nan=math.inf, posinf=math.inf) for v in values]
-    for v in values:  # NumPy: abs returned a new array, safe to write
-        v[xp.isnan(v)] = xp.inf
-    return values
+        return magnitude.nan_to_num_(nan=math.inf, posinf=math.inf)
+    magnitude[xp.isnan(magnitude)] = xp.inf  # NumPy: abs returned a new array
+    return magnitude
 
 
 def _total_count(xp, mask, total):

@@ -87,7 +87,7 @@ def _torch_kth_smallest(xp, values: list, k: int):
     sample = xp.concat([_spread_sample(xp, v, n) for v in values])
     m = sample.numel()
     q = k / n
-    margin = 6.0 * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
+    margin = 5.0 * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
     lo_rank, hi_rank = math.floor((q - margin) * m), math.ceil((q + margin) * m)
     lower = sample.kthvalue(lo_rank).values if lo_rank >= 1 else None
     upper = sample.kthvalue(hi_rank).values if hi_rank <= m else None

@@ -97,6 +97,16 @@ def test_negative_estimates_rank_by_magnitude():
     assert mask.tolist() == [True, False, False, True]
 
 
+def test_the_curvature_passed_in_is_never_written_to():
+    clean = np.array([0.3, 0.0, 2.0, np.inf])
+    signed = np.array([[np.nan, -1.0], [0.5, -np.inf]])
+    originals = [clean.copy(), signed.copy()]
+    mask = select_flat_mask([clean, signed], 0.5).mask
+    assert [m.tolist() for m in mask] == [[True, True, False, False], [[False, True], [True, False]]]
+    for passed, original in zip([clean, signed], originals):
+        np.testing.assert_array_equal(passed, original)
+
+
 def test_all_non_finite_keeps_the_previous_mask():
     previous = [np.array([True, False, True])]
     values = [np.array([np.nan, np.inf, -np.inf])]

@@ -60,3 +60,14 @@ def test_low_precision_curvature_is_ranked_in_float32_and_masks_are_bool(dtype):
     assert [m.tolist() for m in result.mask] == [[False, True, False], [True]]
     assert result.threshold.dtype == torch.float32
     assert float(mask_statistics(result.mask).flat_fraction) == 0.5
+
+
+def test_selection_never_writes_to_the_curvature_passed_in():
+    clean = torch.tensor([0.3, 0.0, 2.0, float("inf")])
+    signed = torch.tensor([[float("nan"), -1.0], [0.5, -float("inf")]])
+    originals = [clean.clone(), signed.clone()]
+    mask = select_flat_mask([clean, signed], 0.5).mask
+    assert [m.tolist() for m in mask] == [[True, True, False, False], [[False, True], [True, False]]]
+    for given, original in zip([clean, signed], originals):
+        assert torch.equal(given.nan_to_num(), original.nan_to_num())
+        assert torch.equal(given.isnan(), original.isnan())
