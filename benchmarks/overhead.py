@@ -16,11 +16,16 @@ Rows (torch):
 * ``IRE gradient``: ``AdamWIRE`` with the ``gradient`` estimator (fused path);
 * ``IRE gradient, generic path``: the same with ``fused_update=False`` (copy,
   base step, rescale, as for any other base optimizer);
-* ``IRE fisher`` / ``IRE fisher, 1/4 batch``: the sampled-label Fisher
-  refresh on the training batch or on a quarter of it (classifiers and LMs);
+* ``IRE fisher`` / ``IRE fisher, forward reused`` / ``IRE fisher, 1/4 batch``:
+  the sampled-label Fisher refresh from a fresh forward on the training
+  batch, from the training forward's own logits (graph kept on refresh
+  steps), or from a fresh forward on a quarter of the batch;
 * ``naive copy-step-rescale``: a straightforward implementation kept for
   comparison: float masks, a full copy of the parameters every step, a
-  ``kthvalue`` over the concatenated curvature at each refresh.
+  ``kthvalue`` over the concatenated curvature at each refresh;
+* ``AdamW fused=True`` and ``IRE gradient, fused=True base``: torch's fused
+  AdamW kernel, bare and wrapped; this row's ratio is against the bare
+  fused AdamW.
 
 Columns: median step time of the base and of the row, their ratio, the peak
 memory allocated during the optimizer step (torch: tensors the step creates,
@@ -243,7 +248,7 @@ class NaiveIRE:
 
 
 def _torch_models(kind: str, spec, sz: Sizes):
-    """``(make_model, batch, loss_fn(model, batch), logits_fn(model, batch, part))``."""
+    """``(make_model, batch, criterion(logits, targets), logits_fn(model, batch, part))``."""
     import torch
     import torch.nn.functional as F
 
@@ -262,13 +267,10 @@ def _torch_models(kind: str, spec, sz: Sizes):
         batch = (torch.randn(sz.batch, inputs, generator=generator),
                  torch.randint(0, 10, (sz.batch,), generator=generator))
 
-        def loss(model, b):
-            return F.cross_entropy(model(b[0]), b[1])
-
         def logits(model, b, part):
             return model(b[0][: max(1, len(b[0]) // part)])
 
-        return make, batch, loss, logits
+        return make, batch, F.cross_entropy, logits
 
     from .llama import LlamaConfig, TinyLlama, language_model_loss
 
@@ -281,23 +283,23 @@ def _torch_models(kind: str, spec, sz: Sizes):
     tokens = torch.randint(0, 256, (sz.lm_batch, config.seq_len + 1), generator=generator)
     batch = (tokens[:, :-1], tokens[:, 1:])
 
-    def loss(model, b):
-        return language_model_loss(model(b[0]), b[1])
-
     def logits(model, b, part):
         return model(b[0][: max(1, len(b[0]) // part)])
 
-    return make, batch, loss, logits
+    return make, batch, language_model_loss, logits
 
 
-def _torch_variants(make, batch, loss, logits):
+FUSED_BASE = "AdamW fused=True"
+
+
+def _torch_variants(make, batch, logits):
     """name -> (model, optimizer) for every row, all from the same weights."""
     import torch
 
-    from ire_torch import AdamWIRE
+    from ire_torch import IRE, AdamWIRE
 
-    def adamw(model):
-        return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    def adamw(model, **kwargs):
+        return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, **kwargs)
 
     def ire(model, **kwargs):
         return AdamWIRE(model.parameters(), lr=1e-3, weight_decay=0.1, kappa=KAPPA,
@@ -310,15 +312,27 @@ def _torch_variants(make, batch, loss, logits):
     variants["IRE gradient"] = (model, ire(model))
     model = make()
     variants["IRE gradient, generic path"] = (model, ire(model, fused_update=False))
-    for part, name in [(1, "IRE fisher"), (4, "IRE fisher, 1/4 batch")]:
+    for part, name in [(1, "IRE fisher"), (None, "IRE fisher, forward reused"),
+                       (4, "IRE fisher, 1/4 batch")]:
         model = make()
         opt = ire(model, estimator="fisher")
-        opt.set_curvature_source(
-            logits_fn=lambda model=model, part=part: logits(model, batch, part))
+        if part is not None:
+            opt.set_curvature_source(
+                logits_fn=lambda model=model, part=part: logits(model, batch, part))
         variants[name] = (model, opt)
     model = make()
     variants["naive copy-step-rescale"] = (model, NaiveIRE(adamw(model), KAPPA, GAMMA, INTERVAL))
+    model = make()
+    variants[FUSED_BASE] = (model, adamw(model, fused=True))
+    model = make()
+    variants["IRE gradient, fused=True base"] = (
+        model, IRE(adamw(model, fused=True), kappa=KAPPA, flat_fraction=GAMMA,
+                   interval=INTERVAL))
     return variants
+
+
+def _base_of(name: str) -> str:
+    return FUSED_BASE if "fused=True" in name else "AdamW"
 
 
 def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
@@ -331,10 +345,10 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
         _progress(f"torch {kind}-{size}")
-        make, batch, loss, logits = _torch_models(kind, spec, sz)
-        variants = _torch_variants(make, batch, loss, logits)
+        make, batch, criterion, logits = _torch_models(kind, spec, sz)
+        variants = _torch_variants(make, batch, logits)
 
-        steppers = {name: _stepper(model, opt, loss, batch)
+        steppers = {name: _stepper(model, opt, criterion, batch, reuse="forward reused" in name)
                     for name, (model, opt) in variants.items()}
         times = _interleaved(steppers, sz.rounds, sz.steps)
         base_model, base_opt = variants["AdamW"]
@@ -342,10 +356,10 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
         param_bytes = sum(p.numel() * p.element_size() for p in base_model.parameters())
         base_state = _state_bytes(base_opt.state)
         label = f"{kind}-{size} ({_count(params)})"
-        base_ms = _median_ms(times["AdamW"])
         for name, (model, opt) in variants.items():
-            peak, refresh_peak = _torch_step_peak(tracker_class, model, opt, loss, batch,
-                                                  sz.steps)
+            base = _base_of(name)
+            peak, refresh_peak = _torch_step_peak(tracker_class, model, opt, criterion, batch,
+                                                  sz.steps, reuse="forward reused" in name)
             if isinstance(opt, NaiveIRE):
                 state = opt.state_bytes()
             else:
@@ -353,8 +367,9 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
                     _state_bytes({p: e}) for p, e in getattr(opt, "_ire_state", {}).items()
                 )
             ratio = statistics.median(
-                ire / base for ire, base in zip(times[name], times["AdamW"]))
-            rows.append(Row("torch", label, name, base_ms, _median_ms(times[name]), ratio,
+                ire / bare for ire, bare in zip(times[name], times[base]))
+            rows.append(Row("torch", label, name, _median_ms(times[base]),
+                            _median_ms(times[name]), ratio,
                             _mib(peak), (state - base_state) / param_bytes, params,
                             _mib(refresh_peak)))
         if kind == "lm":
@@ -362,18 +377,29 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
     return rows, agreements
 
 
-def _stepper(model, opt, loss, batch):
+def _stepper(model, opt, criterion, batch, reuse: bool = False):
     """One training step: zero_grad, forward, backward, optimizer step."""
 
     def step():
         opt.zero_grad()
-        loss(model, batch).backward()
-        opt.step()
+        _train_step(model, opt, criterion, batch, reuse)
 
     return step
 
 
-def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> tuple:
+def _train_step(model, opt, criterion, batch, reuse: bool) -> None:
+    """Forward, backward, optimizer step. With ``reuse``, a refresh step keeps
+    the graph and hands the training logits to the Fisher refresh."""
+    logits = model(batch[0])
+    criterion(logits, batch[1]).backward(retain_graph=reuse and opt.refresh_due)
+    if reuse:
+        opt.step(logits_fn=lambda: logits)
+    else:
+        opt.step()
+
+
+def _torch_step_peak(tracker_class, model, opt, criterion, batch, steps: int,
+                     reuse: bool = False) -> tuple:
     """Peak bytes created during an optimizer step, over ``steps`` consecutive
     steps: ``(largest on steps without a refresh, largest on refresh steps)``
     (``None`` for a kind of step that did not occur)."""
@@ -381,10 +407,11 @@ def _torch_step_peak(tracker_class, model, opt, loss, batch, steps: int) -> tupl
     for _ in range(steps):
         refresh = _refresh_due(opt)
         opt.zero_grad()
-        loss(model, batch).backward()
+        logits = model(batch[0])
+        criterion(logits, batch[1]).backward(retain_graph=reuse and refresh)
         tracker = tracker_class()
         with tracker:
-            opt.step()
+            opt.step(logits_fn=lambda logits=logits: logits) if reuse else opt.step()
         peaks[refresh].append(tracker.peak)
     return tuple(max(p) if p else None for p in (peaks[False], peaks[True]))
 
@@ -401,26 +428,28 @@ def _refresh_due(opt) -> bool:
 
 def _fisher_agreement(label, make, batch, logits) -> dict:
     """How much of the full-batch Fisher mask a quarter-batch Fisher keeps
-    (same parameters, same label draws)."""
+    (same parameters, same label draws), next to how much a second
+    full-batch estimate with other label draws keeps: the sampled labels
+    alone already move the mask."""
     import torch
 
     from ire_torch import AdamWIRE
 
-    masks = {}
-    for part in (1, 4):
+    def mask(part, seed):
         model = make()
         opt = AdamWIRE(model.parameters(), lr=1e-3, kappa=KAPPA, flat_fraction=GAMMA,
-                       interval=INTERVAL, estimator="fisher", seed=0)
+                       interval=INTERVAL, estimator="fisher", seed=seed)
         model(batch[0]).sum().backward()
-        opt.step(logits_fn=lambda model=model, part=part: logits(model, batch, part))
-        masks[part] = torch.cat([opt.flat_mask(p).reshape(-1) for p in model.parameters()])
-    full, quarter = masks[1], masks[4]
-    flat = int(full.sum())
-    return {
-        "model": label,
-        "agreement": float((full == quarter).float().mean()),
-        "flat_overlap": float((full & quarter).sum()) / max(flat, 1),
-    }
+        opt.step(logits_fn=lambda: logits(model, batch, part))
+        return torch.cat([opt.flat_mask(p).reshape(-1) for p in model.parameters()])
+
+    full = mask(1, seed=0)
+    flat = max(int(full.sum()), 1)
+    result = {"model": label}
+    for key, other in (("quarter", mask(4, seed=0)), ("redraw", mask(1, seed=1))):
+        result[f"{key}_agreement"] = float((full == other).float().mean())
+        result[f"{key}_flat_overlap"] = float((full & other).sum()) / flat
+    return result
 
 
 def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
@@ -441,10 +470,13 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
         p.grad = h.clone()
     adamw = torch.optim.AdamW(params, lr=1e-3)
     adamw.step()
+    fused = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    fused.step()
     k = ire_core.flat_count(GAMMA, n)
     sampled, histogram = SampledThreshold(), ire_core.HistogramThreshold()
     runs = {
         "AdamW step": adamw.step,
+        "AdamW step, fused=True": fused.step,
         "select_flat_mask, exact": lambda: ire_core.select_flat_mask(curvature, GAMMA),
         "select_flat_mask, sampled": lambda: ire_core.select_flat_mask(
             curvature, GAMMA, threshold_fn=sampled),
@@ -693,12 +725,16 @@ def format_selection(rows: list[dict]) -> str:
 
 
 def format_agreement(rows: list[dict]) -> str:
-    """A Markdown table of the quarter-batch Fisher mask agreement."""
-    lines = ["| model | coordinates with the same mask bit | full-batch flat set kept |",
-             "|---|---:|---:|"]
+    """A Markdown table of the Fisher mask agreements: a quarter batch, and
+    the full batch with other sampled labels, against the full batch."""
+    lines = ["| model | Fisher estimate | coordinates with the same mask bit "
+             "| full-batch flat set kept |",
+             "|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {100 * r['agreement']:.1f} % | "
-                     f"{100 * r['flat_overlap']:.1f} % |")
+        for key, what in (("quarter", "1/4 batch, same labels"),
+                          ("redraw", "full batch, other labels")):
+            lines.append(f"| {r['model']} | {what} | {100 * r[f'{key}_agreement']:.1f} % | "
+                         f"{100 * r[f'{key}_flat_overlap']:.1f} % |")
     return "\n".join(lines)
 
 
@@ -762,7 +798,7 @@ def report(result: dict) -> str:
     if result["selection"]:
         parts.append(f"### Flat-mask selection\n\n{format_selection(result['selection'])}")
     if result["fisher_agreement"]:
-        parts.append("### Quarter-batch Fisher vs full-batch Fisher\n\n"
+        parts.append("### Fisher masks against the full-batch Fisher mask\n\n"
                      + format_agreement(result["fisher_agreement"]))
     facts = ", ".join(f"{k}={v}" for k, v in result["machine"].items())
     parts.append(f"Machine: {facts}")

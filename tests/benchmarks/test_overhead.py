@@ -12,8 +12,11 @@ TORCH_VARIANTS = [
     "IRE gradient",
     "IRE gradient, generic path",
     "IRE fisher",
+    "IRE fisher, forward reused",
     "IRE fisher, 1/4 batch",
     "naive copy-step-rescale",
+    "AdamW fused=True",
+    "IRE gradient, fused=True base",
 ]
 
 
@@ -36,7 +39,7 @@ def test_quick_run_has_every_torch_row(quick_run):
         assert r.backend == "torch" and r.params > 0
         assert r.base_ms > 0 and r.ire_ms > 0 and r.ratio > 0
         assert r.peak_mib is not None and r.peak_mib >= 0
-        if r.variant == "AdamW":
+        if r.variant.startswith("AdamW"):
             assert r.ratio == 1.0 and r.extra_state == 0.0 and r.refresh_peak_mib is None
         else:  # None when the measured steps held no refresh
             assert r.refresh_peak_mib is None or r.refresh_peak_mib >= 0
@@ -62,7 +65,8 @@ def test_selection_and_fisher_tables(quick_run):
     assert [a["model"].split(" ")[0] for a in result["fisher_agreement"]] == ["lm-small",
                                                                             "lm-large"]
     for a in result["fisher_agreement"]:
-        assert 0 <= a["agreement"] <= 1 and 0 <= a["flat_overlap"] <= 1
+        for key in ("quarter", "redraw"):
+            assert 0.5 <= a[f"{key}_agreement"] <= 1 and 0.5 <= a[f"{key}_flat_overlap"] <= 1
 
 
 def test_files_written(quick_run):
