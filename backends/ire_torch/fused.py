@@ -217,16 +217,17 @@ def _masks(group_params, amplify, kappa):
 def _chunks(*tensors):
     """Matching flat slices of ``tensors`` (``None`` entries stay ``None``),
     ``_CHUNK`` coordinates at a time; the tensors themselves when they are
-    small or not all contiguous.
+    small, not all contiguous, or not on the CPU.
 
     A per-tensor step makes about ten passes over each operand; on a slice
     that fits in the CPU cache they cost a fraction of passes over a tensor
     that does not. Every operation is elementwise, so the result is the same
-    bit for bit.
+    bit for bit. (On an accelerator, slices would only add kernel launches.)
     """
     present = [t for t in tensors if t is not None]
     n = present[0].numel()
-    if n <= _CHUNK or not all(t.is_contiguous() for t in present):
+    if (n <= _CHUNK or present[0].device.type != "cpu"
+            or not all(t.is_contiguous() for t in present)):
         yield tensors
         return
     flat = [None if t is None else t.view(-1) for t in tensors]
