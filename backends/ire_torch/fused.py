@@ -15,7 +15,7 @@ foreach; per tensor otherwise (the CPU default), where large tensors are
 taken in cache-sized slices, which makes the step faster than torch.optim's
 own; and for Adam/AdamW with ``fused=True``, torch's fused kernel itself,
 followed on amplified tensors by θ ← θ' + κ·P ⊙ (θ' − θ) from a copy of one
-tensor at a time. So:
+tensor (or one slice) at a time. So:
 
 * coordinates outside the mask, and groups without amplification, receive
   bit for bit the base optimizer's update;
@@ -52,6 +52,10 @@ _FOREACH_DEVICES = ("cuda", "xpu")
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 # Coordinates per slice of a per-tensor step (1 MiB of float32 per operand).
 _CHUNK = 1 << 18
+# torch's CPU fused Adam kernel works in cache-line units with vector loops;
+# slices of a multiple of 4096 coordinates start and end on unit boundaries,
+# so the kernel rounds every coordinate as it would on the whole tensor.
+_KERNEL_ALIGN = 1 << 12
 
 
 def _is_number(value) -> bool:
@@ -214,7 +218,11 @@ def _masks(group_params, amplify, kappa):
     return [amplify[p][0] if p in amplify else None for p in group_params]
 
 
-def _chunks(*tensors):
+def _slice_size(align: int = 1) -> int:
+    return max(align, _CHUNK // align * align)
+
+
+def _chunks(*tensors, align: int = 1):
     """Matching flat slices of ``tensors`` (``None`` entries stay ``None``),
     ``_CHUNK`` coordinates at a time; the tensors themselves when they are
     small, not all contiguous, or not on the CPU.
@@ -223,16 +231,18 @@ def _chunks(*tensors):
     that fits in the CPU cache they cost a fraction of passes over a tensor
     that does not. Every operation is elementwise, so the result is the same
     bit for bit. (On an accelerator, slices would only add kernel launches.)
+    With ``align``, slices hold a multiple of ``align`` coordinates.
     """
     present = [t for t in tensors if t is not None]
     n = present[0].numel()
-    if (n <= _CHUNK or present[0].device.type != "cpu"
+    size = _slice_size(align)
+    if (n <= size or present[0].device.type != "cpu"
             or not all(t.is_contiguous() for t in present)):
         yield tensors
         return
     flat = [None if t is None else t.view(-1) for t in tensors]
-    for start in range(0, n, _CHUNK):
-        yield tuple(None if t is None else t[start : start + _CHUNK] for t in flat)
+    for start in range(0, n, size):
+        yield tuple(None if t is None else t[start : start + size] for t in flat)
 
 
 # -- SGD -----------------------------------------------------------------------------
@@ -419,11 +429,9 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     dtype, amplified.
 
     torch's own kernel takes every step, so every coordinate first gets the
-    base update bit for bit. An amplified tensor goes through the kernel alone,
-    copied to a scratch buffer before (one buffer, as large as the largest
-    amplified tensor), and its flat coordinates move a further κ·Δ after.
-    Tensors are not sliced here: the kernel's rounding may depend on how a
-    tensor is split among threads.
+    base update bit for bit. An amplified tensor goes through the kernel
+    alone, a slice at a time on the CPU: the slice is copied to a scratch
+    buffer before, and its flat coordinates move a further κ·Δ after.
     """
     kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
     steps = [s["step"] for s in ss]
@@ -431,24 +439,30 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     settings = dict(amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
                     eps=eps, maximize=False, grad_scale=None, found_inf=None)
 
-    def run(indices):
-        kernel([ps[i] for i in indices], [ps[i].grad for i in indices],
-               [ss[i]["exp_avg"] for i in indices], [ss[i]["exp_avg_sq"] for i in indices],
-               [ss[i]["max_exp_avg_sq"] for i in indices] if amsgrad else [],
-               [steps[i] for i in indices], **settings)
+    def operands(i):
+        s = ss[i]
+        return (ps[i], ps[i].grad, s["exp_avg"], s["exp_avg_sq"],
+                s["max_exp_avg_sq"] if amsgrad else None)
+
+    def run(tensors, step_list):
+        p, g, m, v, v_max = (list(t) for t in zip(*tensors))
+        kernel(p, g, m, v, v_max if amsgrad else [], step_list, **settings)
 
     plain = [i for i, mask in enumerate(ms) if mask is None]
     if plain:
-        run(plain)
+        run([operands(i) for i in plain], [steps[i] for i in plain])
     amplified = [i for i, mask in enumerate(ms) if mask is not None]
     if not amplified:
         return
-    scratch = torch.empty(max(ps[i].numel() for i in amplified), dtype=ps[0].dtype,
-                          device=ps[0].device)
+    scratch = torch.empty(max(min(ps[i].numel(), _slice_size(_KERNEL_ALIGN)) for i in amplified),
+                          dtype=ps[0].dtype, device=ps[0].device)
     for i in amplified:
-        p = ps[i]
-        before = scratch[: p.numel()].view(p.shape)
-        before.copy_(p)
-        run([i])
-        before.sub_(p)  # −Δ
-        p.addcmul_(before, _as_bytes(ms[i]), value=-kappa)
+        for *part, flat in _chunks(*operands(i), _as_bytes(ms[i]), align=_KERNEL_ALIGN):
+            p = part[0]
+            if scratch.numel() < p.numel():  # a tensor that is not sliced
+                scratch = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
+            before = scratch[: p.numel()].view(p.shape)
+            before.copy_(p)
+            run([part], [steps[i]])
+            before.sub_(p)  # −Δ
+            p.addcmul_(before, flat, value=-kappa)

@@ -280,3 +280,24 @@ def test_docstring_examples_of_the_fused_module():
 
     result = doctest.testmod(ire_torch.fused, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted >= 2
+
+
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW])
+def test_the_fused_kernel_sliced_on_the_cpu_rounds_like_the_whole_tensor(cls, monkeypatch):
+    monkeypatch.setattr(fused_module, "_CHUNK", 7)  # kernel slices: 4096 coordinates
+    generator = torch.Generator().manual_seed(5)
+    start = torch.randn(3 * 4096 + 5, generator=generator)
+    p, q = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    settings = dict(lr=1e-2, weight_decay=0.1, amsgrad=True, fused=True)
+    amplified, bare = cls([p], **settings), cls([q], **settings)
+    mask = torch.rand(start.shape, generator=generator) < 0.5
+    for _ in range(3):
+        grad = torch.randn(start.shape, generator=generator)
+        p.grad, q.grad = grad.clone(), grad.clone()
+        before = q.detach().clone()
+        assert fused_step(amplified, {p: (mask, 2.0)})
+        bare.step()
+        assert torch.equal(p[~mask], q[~mask])
+        torch.testing.assert_close((p - before)[mask], 3 * (q - before)[mask])
+        with torch.no_grad():
+            p.copy_(q)
