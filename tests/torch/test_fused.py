@@ -301,3 +301,11 @@ def test_the_fused_kernel_sliced_on_the_cpu_rounds_like_the_whole_tensor(cls, mo
         torch.testing.assert_close((p - before)[mask], 3 * (q - before)[mask])
         with torch.no_grad():
             p.copy_(q)
+
+
+def test_a_fused_kernel_asked_to_unscale_is_left_to_torch():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    base = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    assert supports_fused_step(base)
+    base.grad_scale = torch.tensor(2.0)
+    assert not supports_fused_step(base)
