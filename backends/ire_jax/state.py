@@ -29,7 +29,8 @@ class IREState(NamedTuple):
       threshold: τ chosen at the last refresh (+inf before the first).
       flat_count: number of flat coordinates in ``mask``.
       refreshes: number of refreshes so far, int32.
-      key: PRNG key (raw ``uint32[2]``) the estimators' draws are split from.
+      key: PRNG key (raw ``uint32[2]``) the estimators' draws are split from;
+        it advances on refresh steps.
       interval: refresh period K in force (int32; injectable).
       start_step: first step on which IRE is active (int32; injectable).
     """

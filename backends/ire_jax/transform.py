@@ -124,18 +124,22 @@ def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict)
             f"the curvature estimate must be shaped like the parameters "
             f"({len(mask_leaves)} tensors), got {len(estimate)} tensors"
         )
-    previous = None if state.curvature is None else _leaves(state.curvature)
-    beta = hp.ema if previous is None else jnp.where(state.refreshes > 0, hp.ema, 0.0)
-    average, selection = ire_core.blend(previous, estimate, beta)
+    curvature = None
+    if state.curvature is None:
+        # No average to keep: the estimate is ranked as it is (select_flat_mask
+        # takes |ĥ| and treats non-finite values as +inf itself).
+        selection = estimate
+    else:
+        previous = _leaves(state.curvature)
+        beta = jnp.where(state.refreshes > 0, hp.ema, 0.0)
+        average, selection = ire_core.blend(previous, estimate, beta)
+        curvature = jax.tree_util.tree_unflatten(
+            treedef, [a.astype(p.dtype) for a, p in zip(average, previous)]
+        )
     gamma = ire_core.flat_fraction_at(hp.config, state.count)
     selected = ire_core.select_flat_mask(
         selection, gamma, previous=mask_leaves, threshold_fn=hp.threshold_fn
     )
-    curvature = None
-    if previous is not None:
-        curvature = jax.tree_util.tree_unflatten(
-            treedef, [a.astype(p.dtype) for a, p in zip(average, previous)]
-        )
     return (
         jax.tree_util.tree_unflatten(treedef, selected.mask),
         curvature,
@@ -159,18 +163,22 @@ def _update(
     start_step = jnp.asarray(hp.start_step, _INT)
     refresh = ire_core.is_refresh_step(step, interval, start_step)
     active = ire_core.is_active(step, start_step)
-    if feed["curvature_key"] is not None:
-        next_key, draw_key = state.key, feed["curvature_key"]
-    else:
-        next_key, draw_key = jax.random.split(state.key)
 
     def keep():
-        return state.mask, state.curvature, state.threshold, state.flat_count, state.refreshes
+        return (
+            state.mask, state.curvature, state.threshold, state.flat_count, state.refreshes,
+            state.key,
+        )
 
     def renew():
-        return _refresh(hp, state, updates, params, draw_key, feed)
+        # The state's key advances on refresh steps only, where draws are made.
+        if feed["curvature_key"] is not None:
+            next_key, draw_key = state.key, feed["curvature_key"]
+        else:
+            next_key, draw_key = jax.random.split(state.key)
+        return (*_refresh(hp, state, updates, params, draw_key, feed), next_key)
 
-    mask, curvature, threshold, count, refreshes = jax.lax.cond(refresh, renew, keep)
+    mask, curvature, threshold, count, refreshes, next_key = jax.lax.cond(refresh, renew, keep)
 
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
 

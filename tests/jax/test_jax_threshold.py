@@ -1,5 +1,7 @@
-"""ire_jax's exact threshold: the bisection over bit patterns
-equals a sort, eagerly and under jit with a traced k, in both precisions."""
+"""ire_jax's exact threshold equals a sort, eagerly and under jit with a
+traced k, in both precisions: small models (sorted outright) and larger ones
+(the sample-seeded search over bit patterns), on distributions that make the
+search work hard (ties, zeros, +inf, a few distinct values, a wide range)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from ire_core import select_flat_mask
 from ire_jax import exact_threshold
+from ire_jax.threshold import SAMPLE_SIZE
 
 
 def curvature(seed, n):
@@ -42,4 +45,59 @@ def test_jitted_selection_with_traced_fraction_matches_numpy():
         got = select(tensors, jnp.asarray(gamma, dtype=jnp.float32))
         expected = select_flat_mask([np.asarray(t) for t in tensors], gamma).mask
         for a, b in zip(got, expected):
+            np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def _distribution(kind: str, rng, n: int) -> np.ndarray:
+    if kind == "mixed":
+        return curvature(int(rng.integers(2**16)), n)
+    if kind == "few distinct":
+        return rng.choice(rng.random(7), n)
+    if kind == "all equal":
+        return np.full(n, 0.25)
+    if kind == "mostly infinite":
+        return np.where(rng.random(n) < 0.97, np.inf, rng.random(n))
+    if kind == "wide":
+        return rng.lognormal(0.0, 8.0, n)
+    return rng.random(n) ** 2  # smooth
+
+
+# Shapes of a small model past the sorting size: a matrix, a vector, an empty
+# tensor and a matrix whose size is not a multiple of anything convenient.
+SHAPES = [(61, 83), (7,), (0, 3), (97, 101)]
+N = sum(int(np.prod(s)) for s in SHAPES)
+KINDS = ["mixed", "few distinct", "all equal", "mostly infinite", "wide", "smooth"]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_search_equals_a_sort_on_hard_distributions(dtype):
+    assert N > SAMPLE_SIZE  # the search, not the sort
+    threshold = jax.jit(exact_threshold)
+    rng = np.random.default_rng(0)
+    for kind in KINDS:
+        values = _distribution(kind, rng, N).astype(np.dtype(dtype))
+        tensors, start = [], 0
+        for shape in SHAPES:
+            size = int(np.prod(shape))
+            tensors.append(jnp.asarray(values[start : start + size].reshape(shape)))
+            start += size
+        ordered = np.sort(values)
+        ranks = [1, 2, N // 2, int(0.6 * N), N - 1, N, *rng.integers(1, N + 1, 4).tolist()]
+        for k in ranks:
+            got = threshold(tensors, jnp.asarray(k, dtype=jnp.int32))
+            assert got.dtype == dtype
+            assert float(got) == ordered[k - 1], (kind, k)
+        assert float(threshold(tensors, jnp.asarray(0, dtype=jnp.int32))) == np.inf
+
+
+def test_search_selects_the_same_mask_as_numpy_under_jit():
+    values = curvature(11, N)
+    tensors = [jnp.asarray(values[:N // 3], jnp.float32), jnp.asarray(values[N // 3 :], jnp.float32)]
+    select = jax.jit(lambda h, gamma: select_flat_mask(h, gamma, threshold_fn=exact_threshold))
+    for gamma in (0.05, 0.6, 0.97):
+        got = select(tensors, jnp.asarray(gamma, dtype=jnp.float32))
+        expected = select_flat_mask([np.asarray(t) for t in tensors], gamma)
+        assert float(got.threshold) == float(expected.threshold)
+        assert int(got.flat_count) == int(expected.flat_count)
+        for a, b in zip(got.mask, expected.mask):
             np.testing.assert_array_equal(np.asarray(a), b)
