@@ -19,6 +19,15 @@ Enhancing Implicit Regularization", NeurIPS 2024.
 from . import autodiff, estimators
 from .callbacks import MaskMonitor
 from .optimizer import IRE
+from .threshold import exact_threshold
 from .train_step import IRETrainStep, find_ire
 
-__all__ = ["IRE", "IRETrainStep", "MaskMonitor", "autodiff", "estimators", "find_ire"]
+__all__ = [
+    "IRE",
+    "IRETrainStep",
+    "MaskMonitor",
+    "autodiff",
+    "estimators",
+    "exact_threshold",
+    "find_ire",
+]

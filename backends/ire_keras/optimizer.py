@@ -16,7 +16,7 @@ from keras.src.utils import tracking
 
 import ire_core
 
-from . import _xp
+from . import _xp, threshold
 
 __all__ = ["IRE"]
 
@@ -46,6 +46,15 @@ def _deserialize_schedule(value, custom_objects=None):
     if isinstance(value, dict):
         return keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
     return value
+
+
+def _threshold_fn():
+    """The exact threshold for the backend: ``ire_core``'s on torch (eager,
+    a windowed ``kthvalue``), the bit-pattern search where ``ire_core``'s would
+    sort (TensorFlow, JAX)."""
+    if keras.backend.backend() in ("tensorflow", "jax"):
+        return threshold.exact_threshold
+    return ire_core.exact_threshold
 
 
 def _no_grad():
@@ -424,26 +433,28 @@ class IRE(keras.optimizers.Optimizer):
             return self._gradient_estimate([grads[i] for i in used], weights)
 
         def refreshed():
-            raw = [_xp.dense(h, w.shape) for h, w in zip(estimate(), weights)]
-            state, selection = ire_core.blend(None, _xp.to_core(raw), self.ire_config.ema)
+            raw = _xp.to_core([_xp.dense(h, w.shape) for h, w in zip(estimate(), weights)])
+            state, selection = [], raw  # ranked as it is: |·| and NaN → +inf are the rule's
             if averages:
                 # The first estimate starts the average; later ones blend in.
+                first, first_selection = ire_core.blend(None, raw, self.ire_config.ema)
                 later, later_selection = ire_core.blend(
-                    _xp.to_core([_xp.read(a) for a in averages]),
-                    _xp.to_core(raw),
-                    self.ire_config.ema,
+                    _xp.to_core([_xp.read(a) for a in averages]), raw, self.ire_config.ema
                 )
                 started = _xp.read(self.refresh_count) > 0
                 state = _xp.to_core(
-                    [ops.where(started, _xp.from_core(b), _xp.from_core(a)) for a, b in zip(state, later)]
+                    [ops.where(started, _xp.from_core(b), _xp.from_core(a)) for a, b in zip(first, later)]
                 )
                 selection = _xp.to_core(
                     [ops.where(started, _xp.from_core(b), _xp.from_core(a))
-                     for a, b in zip(selection, later_selection)]
+                     for a, b in zip(first_selection, later_selection)]
                 )
             gamma = self._scheduled(self.ire_config.flat_fraction, step)
             chosen = ire_core.select_flat_mask(
-                selection, gamma, previous=_xp.to_core([_xp.read(m) for m in masks])
+                selection,
+                gamma,
+                previous=_xp.to_core([_xp.read(m) for m in masks]),
+                threshold_fn=_threshold_fn(),
             )
             stats = ire_core.mask_statistics(chosen.mask)
             return (

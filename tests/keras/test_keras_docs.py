@@ -14,6 +14,7 @@ MODULES = [
     "ire_keras.callbacks",
     "ire_keras.estimators",
     "ire_keras.optimizer",
+    "ire_keras.threshold",
     "ire_keras.train_step",
 ]
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "keras.md"

@@ -1,0 +1,98 @@
+"""ire_keras's exact threshold equals a sort on the active backend: small
+models (sorted outright) and larger ones (the search over bit patterns), on
+distributions that make the search work hard, with k a number or a tensor,
+eagerly and compiled; and the flat mask it selects through ire_core equals
+NumPy's."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, numpy
+
+import ire_core
+from ire_keras import _xp, exact_threshold
+from ire_keras.threshold import SAMPLE_SIZE
+
+# A small model past the sorting size: a matrix, a vector, an empty tensor
+# and a matrix whose size is not a multiple of anything convenient.
+SHAPES = [(61, 83), (7,), (0, 3), (97, 101)]
+N = sum(int(np.prod(s)) for s in SHAPES)
+
+
+def _distribution(kind: str, rng, n: int) -> np.ndarray:
+    if kind == "mixed":  # zeros, +inf, ties and a heavy tail
+        values = np.abs(rng.standard_cauchy(n)) ** 3
+        values[rng.random(n) < 0.1] = 0.0
+        values[rng.random(n) < 0.05] = np.inf
+        values[rng.random(n) < 0.2] = 1.5
+        return values
+    if kind == "few distinct":
+        return rng.choice(rng.random(7), n)
+    if kind == "mostly infinite":
+        return np.where(rng.random(n) < 0.97, np.inf, rng.random(n))
+    if kind == "wide":
+        return rng.lognormal(0.0, 8.0, n)
+    return rng.random(n) ** 2  # smooth
+
+
+def _tensors(values, shapes):
+    tensors, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        tensors.append(keras.ops.convert_to_tensor(values[start : start + size].reshape(shape)))
+        start += size
+    return tensors
+
+
+def _compiled(fn):
+    """``fn`` as the backend compiles a training step."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["mixed", "few distinct", "mostly infinite", "wide", "smooth"])
+def test_search_equals_a_sort(kind):
+    assert N > SAMPLE_SIZE  # the search, not the sort
+    rng = np.random.default_rng(len(kind))
+    values = _distribution(kind, rng, N).astype("float32")
+    tensors = _tensors(values, SHAPES)
+    ordered = np.sort(values)
+    threshold = _compiled(lambda h, k: exact_threshold(h, k))
+    ranks = [1, 2, int(0.6 * N), N - 1, N, int(rng.integers(1, N + 1))]
+    for k in ranks:
+        got = threshold(tensors, keras.ops.convert_to_tensor(k, "int32"))
+        assert float(numpy(got)) == ordered[k - 1], (kind, k)
+    assert float(numpy(exact_threshold(tensors, ranks[2]))) == ordered[ranks[2] - 1]
+    assert float(numpy(exact_threshold(tensors, 0))) == np.inf
+    assert float(numpy(threshold(tensors, keras.ops.convert_to_tensor(0, "int32")))) == np.inf
+
+
+@pytest.mark.parametrize("n", [1, 5, 300])
+def test_small_models_equal_a_sort(n):
+    values = _distribution("mixed", np.random.default_rng(n), n).astype("float32")
+    tensors = _tensors(values, [(n // 2,), (n - n // 2,)])
+    ordered = np.sort(values)
+    for k in sorted({1, (n + 1) // 2, n}):
+        assert float(numpy(exact_threshold(tensors, k))) == ordered[k - 1]
+
+
+@pytest.mark.parametrize("gamma", [0.05, 0.6, 1.0])
+def test_selected_mask_matches_numpy(gamma):
+    values = _distribution("mixed", np.random.default_rng(1), N)
+    values[::97] *= -1.0  # signed estimates: |·| is taken
+    values[5] = np.nan
+    h = [values[: N // 3].astype("float32"), values[N // 3 :].astype("float32")]
+    expected = ire_core.select_flat_mask(h, gamma)
+    views = _xp.to_core([keras.ops.convert_to_tensor(x) for x in h])
+    got = ire_core.select_flat_mask(views, gamma, threshold_fn=exact_threshold)
+    assert float(numpy(_xp.from_core(got.threshold))) == float(expected.threshold)
+    assert int(numpy(_xp.from_core(got.flat_count))) == int(expected.flat_count)
+    for mine, theirs in zip(got.mask, expected.mask):
+        np.testing.assert_array_equal(numpy(_xp.from_core(mine)), theirs)
