@@ -466,25 +466,36 @@ class IRE(keras.optimizers.Optimizer):
                 ops.convert_to_tensor(1, self.refresh_count.dtype),
             )
 
-        def kept():
-            return (
-                [_xp.read(m) for m in masks],
-                [_xp.read(a) for a in averages],
-                _xp.read(self.mask_threshold),
-                _xp.read(self.mask_flat_fraction),
-                _xp.read(self.mask_flat_count),
-                ops.convert_to_tensor(0, self.refresh_count.dtype),
-            )
+        def store(new_masks, new_averages, threshold, fraction, count, refreshed_now):
+            for variable, value in zip(masks + averages, list(new_masks) + list(new_averages)):
+                self.assign(variable, value)
+            self.assign(self.mask_threshold, threshold)
+            self.assign(self.mask_flat_fraction, fraction)
+            self.assign(self.mask_flat_count, count)
+            self.assign_add(self.refresh_count, refreshed_now)
 
-        new_masks, new_averages, threshold, fraction, count, refreshed_now = ops.cond(
-            refresh, refreshed, kept
-        )
-        for variable, value in zip(masks + averages, list(new_masks) + list(new_averages)):
-            self.assign(variable, value)
-        self.assign(self.mask_threshold, threshold)
-        self.assign(self.mask_flat_fraction, fraction)
-        self.assign(self.mask_flat_count, count)
-        self.assign_add(self.refresh_count, refreshed_now)
+        if keras.backend.backend() == "jax":
+            # Stateless: the branches return values, assigned after the cond.
+            def kept():
+                return (
+                    [_xp.read(m) for m in masks],
+                    [_xp.read(a) for a in averages],
+                    _xp.read(self.mask_threshold),
+                    _xp.read(self.mask_flat_fraction),
+                    _xp.read(self.mask_flat_count),
+                    ops.convert_to_tensor(0, self.refresh_count.dtype),
+                )
+
+            store(*ops.cond(refresh, refreshed, kept))
+        else:
+            # The refresh writes the state inside its branch, so a step without
+            # one neither copies the masks nor rewrites the monitors.
+            def refresh_and_store():
+                store(*refreshed())
+                return ops.convert_to_tensor(True)
+
+            ops.cond(refresh, refresh_and_store, lambda: ops.convert_to_tensor(False))
+        new_masks = [_xp.read(m) for m in masks]
 
         inner.apply(grads, variables)
 

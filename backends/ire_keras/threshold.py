@@ -74,7 +74,9 @@ def exact_threshold(values: Sequence, k):
 
 
 def _exact_threshold(flats: list, k):
-    dtype = keras.backend.result_type(*[f.dtype for f in flats]) if flats else "float32"
+    dtypes = {keras.backend.standardize_dtype(f.dtype) for f in flats} or {"float32"}
+    # (keras.backend.result_type would turn a lone float64 into floatx)
+    dtype = dtypes.pop() if len(dtypes) == 1 else keras.backend.result_type(*dtypes)
     flats = [ops.cast(f, dtype) for f in flats if _size(f) > 0]
     n = sum(_size(f) for f in flats)
     infinity = ops.convert_to_tensor(math.inf, dtype)
