@@ -504,11 +504,16 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
 
 
 def _jax_rows(sz: Sizes) -> list[Row]:
+    """Rows ``optax adamw`` and ``ire_jax gradient`` (whole refresh periods),
+    then ``ire_jax gradient`` split by kind of step: ``…, steps without
+    refresh`` and ``…, refresh steps`` (each IRE step of the same rounds timed
+    on its own; the ratio is against the base's mean step of that round)."""
     import jax
     import optax
 
     import ire_jax
 
+    ire_name = "ire_jax gradient"
     rows = []
     cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
@@ -517,10 +522,11 @@ def _jax_rows(sz: Sizes) -> list[Row]:
         params, loss = _jax_problem(kind, spec, sz)
         variants = {
             "optax adamw": optax.adamw(1e-3, weight_decay=0.1),
-            "ire_jax gradient": ire_jax.ire(optax.adamw(1e-3, weight_decay=0.1), kappa=KAPPA,
-                                            flat_fraction=GAMMA, interval=INTERVAL),
+            ire_name: ire_jax.ire(optax.adamw(1e-3, weight_decay=0.1), kappa=KAPPA,
+                                  flat_fraction=GAMMA, interval=INTERVAL),
         }
         steppers, memory, state_bytes = {}, {}, {}
+        record = []  # (refresh step?, seconds) of every IRE step, warm-up round first
         for name, tx in variants.items():
             state = tx.init(params)
 
@@ -534,11 +540,15 @@ def _jax_rows(sz: Sizes) -> list[Row]:
             analysis = compiled.memory_analysis()
             memory[name] = None if analysis is None else analysis.temp_size_in_bytes / 2**20
             state_bytes[name] = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
-            box = {"p": params, "s": state}
+            box = {"p": params, "s": state, "t": 0}
 
-            def step(box=box, compiled=compiled):
+            def step(box=box, compiled=compiled, log=record if name == ire_name else None):
+                start = time.perf_counter()
                 box["p"], box["s"] = compiled(box["p"], box["s"])
                 jax.block_until_ready(box["p"])
+                if log is not None:  # the state counts steps from 0; refresh at 0, K, 2K, …
+                    log.append((box["t"] % INTERVAL == 0, time.perf_counter() - start))
+                box["t"] += 1
 
             steppers[name] = step
         times = _interleaved(steppers, sz.rounds, sz.steps)
@@ -546,11 +556,31 @@ def _jax_rows(sz: Sizes) -> list[Row]:
         param_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
         label = f"{kind}-{size} ({_count(count)})"
         base = times["optax adamw"]
+        extra = {name: (state_bytes[name] - state_bytes["optax adamw"]) / param_bytes
+                 for name in variants}
         for name in variants:
             rows.append(Row(
                 "jax", label, name, _median_ms(base), _median_ms(times[name]),
                 statistics.median(v / b for v, b in zip(times[name], base)), memory[name],
-                (state_bytes[name] - state_bytes["optax adamw"]) / param_bytes, count))
+                extra[name], count))
+        rows += _split_rows("jax", label, ire_name, record, base, sz, memory[ire_name],
+                            extra[ire_name], count)
+    return rows
+
+
+def _split_rows(backend, label, name, record, base, sz: Sizes, peak, extra, count) -> list[Row]:
+    """The ``…, steps without refresh`` and ``…, refresh steps`` rows from the
+    per-step ``record`` of an IRE variant (warm-up round first) and the base's
+    per-round step times; a kind of step the rounds did not hold has no row."""
+    rows = []
+    rounds = [record[(r + 1) * sz.steps:(r + 2) * sz.steps] for r in range(len(base))]
+    for kind, refresh in (("steps without refresh", False), ("refresh steps", True)):
+        mine = [[t for due, t in steps if due == refresh] for steps in rounds]
+        pairs = [(statistics.mean(m), b) for m, b in zip(mine, base) if m]
+        if pairs:
+            rows.append(Row(backend, label, f"{name}, {kind}", _median_ms(base),
+                            _median_ms([m for m, _ in pairs]),
+                            statistics.median(m / b for m, b in pairs), peak, extra, count))
     return rows
 
 
@@ -610,42 +640,57 @@ def _keras_rows(sz: Sizes, failures: dict) -> list[Row]:
 
 
 def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
+    """Rows ``keras AdamW`` and ``ire_keras gradient`` (whole refresh periods
+    of ``model.train_on_batch``), then ``ire_keras gradient`` split by kind of
+    step as in :func:`_jax_rows`."""
     import keras
     import numpy as np
 
     import ire_keras
 
+    ire_name = "ire_keras gradient"
     rows = []
-    if True:
-        make, x, y = _keras_problem(kind, spec, sz)
-        models = {}
-        for name in ("keras AdamW", "ire_keras gradient"):
-            keras.utils.set_random_seed(0)
-            model = make()
-            base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
-            optimizer = base if name == "keras AdamW" else ire_keras.IRE(
-                base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
-            model.compile(optimizer=optimizer,
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            model.train_on_batch(x, y)
-            models[name] = model
-        steppers = {name: (lambda m=m: m.train_on_batch(x, y)) for name, m in models.items()}
-        times = _interleaved(steppers, sz.rounds, sz.steps)
-        base_model = models["keras AdamW"]
-        count = int(sum(np.prod(w.shape) for w in base_model.trainable_weights))
-        param_bytes = 4 * count
-        states = {
-            name: sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
-                      for v in m.optimizer.variables)
-            for name, m in models.items()
-        }
-        base = times["keras AdamW"]
-        label = f"{kind}-{size} ({_count(count)})"
-        for name in models:
-            rows.append(Row(
-                "keras", label, name, _median_ms(base), _median_ms(times[name]),
-                statistics.median(v / b for v, b in zip(times[name], base)), None,
-                (states[name] - states["keras AdamW"]) / param_bytes, count))
+    make, x, y = _keras_problem(kind, spec, sz)
+    models = {}
+    for name in ("keras AdamW", ire_name):
+        keras.utils.set_random_seed(0)
+        model = make()
+        base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
+        optimizer = base if name == "keras AdamW" else ire_keras.IRE(
+            base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.train_on_batch(x, y)
+        models[name] = model
+    record = []  # (refresh step?, seconds) of every IRE step, warm-up round first
+    taken = [int(keras.ops.convert_to_numpy(models[ire_name].optimizer.iterations))]
+
+    def ire_step(model=models[ire_name]):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        record.append((taken[0] % INTERVAL == 0, time.perf_counter() - start))
+        taken[0] += 1
+
+    steppers = {"keras AdamW": lambda m=models["keras AdamW"]: m.train_on_batch(x, y),
+                ire_name: ire_step}
+    times = _interleaved(steppers, sz.rounds, sz.steps)
+    base_model = models["keras AdamW"]
+    count = int(sum(np.prod(w.shape) for w in base_model.trainable_weights))
+    param_bytes = 4 * count
+    states = {
+        name: sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                  for v in m.optimizer.variables)
+        for name, m in models.items()
+    }
+    base = times["keras AdamW"]
+    label = f"{kind}-{size} ({_count(count)})"
+    extra = {name: (states[name] - states["keras AdamW"]) / param_bytes for name in models}
+    for name in models:
+        rows.append(Row(
+            "keras", label, name, _median_ms(base), _median_ms(times[name]),
+            statistics.median(v / b for v, b in zip(times[name], base)), None,
+            extra[name], count))
+    rows += _split_rows("keras", label, ire_name, record, base, sz, None, extra[ire_name], count)
     return rows
 
 
