@@ -27,6 +27,10 @@ Rows (torch):
   AdamW kernel, bare and wrapped; this row's ratio is against the bare
   fused AdamW.
 
+Rows (JAX, Keras): the base (optax / Keras AdamW) and IRE with the
+``gradient`` estimator over whole refresh periods, then the IRE step split by
+kind: ``…, steps without refresh`` and ``…, refresh steps``.
+
 Columns: median step time of the base and of the row, their ratio, the peak
 memory allocated during the optimizer step (torch: tensors the step creates,
 counted by a dispatch mode; JAX: XLA's temporary buffers of the compiled
