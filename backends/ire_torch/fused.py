@@ -4,18 +4,18 @@ The generic path (:mod:`ire_torch.amplify`) copies the parameters, lets the
 base optimizer step and rescales the displacement afterwards. For the three
 most common bases this module takes the base step itself, with the factor
 (1 + κ·P) applied inside the update: no copy of the parameters, one extra
-pass over the amplified tensors (two for AdamW with weight decay; three, on
-one tensor at a time, after torch's fused Adam kernel).
+pass over the amplified tensors (two for AdamW with weight decay; three,
+group by group, after torch's fused Adam kernel).
 
 The step reads and writes the base optimizer's own state entries
 (``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``,
 ``momentum_buffer``) with the same operations, in the same order, as
 ``torch.optim``: foreach ops over each device and dtype when the group uses
 foreach; per tensor otherwise (the CPU default), where large tensors are
-taken in cache-sized slices, which makes the step faster than torch.optim's
-own; and for Adam/AdamW with ``fused=True``, torch's fused kernel itself,
-followed on amplified tensors by θ ← θ' + κ·P ⊙ (θ' − θ) from a copy of one
-tensor (or one slice) at a time. So:
+taken in cache-sized slices (on such tensors the step is faster than
+torch.optim's own); and for Adam/AdamW with ``fused=True``, torch's fused
+kernel itself, followed on amplified tensors by θ ← θ' + κ·P ⊙ (θ' − θ)
+from a copy of about one slice of them at a time. So:
 
 * coordinates outside the mask, and groups without amplification, receive
   bit for bit the base optimizer's update;
@@ -429,9 +429,10 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     dtype, amplified.
 
     torch's own kernel takes every step, so every coordinate first gets the
-    base update bit for bit. An amplified tensor goes through the kernel
-    alone, a slice at a time on the CPU: the slice is copied to a scratch
-    buffer before, and its flat coordinates move a further κ·Δ after.
+    base update bit for bit. Amplified tensors go through the kernel in groups
+    of about one slice (small tensors together, a large one a slice at a time
+    on the CPU): the group is copied to a scratch buffer before, and its flat
+    coordinates move a further κ·Δ after.
     """
     kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
     steps = [s["step"] for s in ss]
@@ -442,27 +443,49 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     def operands(i):
         s = ss[i]
         return (ps[i], ps[i].grad, s["exp_avg"], s["exp_avg_sq"],
-                s["max_exp_avg_sq"] if amsgrad else None)
+                s["max_exp_avg_sq"] if amsgrad else None, steps[i])
 
-    def run(tensors, step_list):
-        p, g, m, v, v_max = (list(t) for t in zip(*tensors))
-        kernel(p, g, m, v, v_max if amsgrad else [], step_list, **settings)
+    def run(pieces):
+        p, g, m, v, v_max, t = (list(column) for column in zip(*pieces))
+        kernel(p, g, m, v, v_max if amsgrad else [], t, **settings)
 
-    plain = [i for i, mask in enumerate(ms) if mask is None]
+    plain = [operands(i) for i, mask in enumerate(ms) if mask is None]
     if plain:
-        run([operands(i) for i in plain], [steps[i] for i in plain])
-    amplified = [i for i, mask in enumerate(ms) if mask is not None]
-    if not amplified:
+        run(plain)
+    pieces, flats = [], []
+    for i, mask in enumerate(ms):
+        if mask is not None:
+            *tensors, step = operands(i)
+            for *part, flat in _chunks(*tensors, _as_bytes(mask), align=_KERNEL_ALIGN):
+                pieces.append((*part, step))
+                flats.append(flat)
+    if not pieces:
         return
-    scratch = torch.empty(max(min(ps[i].numel(), _slice_size(_KERNEL_ALIGN)) for i in amplified),
+    size = _slice_size(_KERNEL_ALIGN)
+    scratch = torch.empty(max(size, *(piece[0].numel() for piece in pieces)),
                           dtype=ps[0].dtype, device=ps[0].device)
-    for i in amplified:
-        for *part, flat in _chunks(*operands(i), _as_bytes(ms[i]), align=_KERNEL_ALIGN):
-            p = part[0]
-            if scratch.numel() < p.numel():  # a tensor that is not sliced
-                scratch = torch.empty(p.numel(), dtype=p.dtype, device=p.device)
-            before = scratch[: p.numel()].view(p.shape)
-            before.copy_(p)
-            run([part], [steps[i]])
-            before.sub_(p)  # −Δ
-            p.addcmul_(before, flat, value=-kappa)
+    for group in _groups([piece[0].numel() for piece in pieces], size):
+        targets = [pieces[j][0] for j in group]
+        befores, offset = [], 0
+        for p in targets:
+            befores.append(scratch[offset : offset + p.numel()].view(p.shape))
+            offset += p.numel()
+        torch._foreach_copy_(befores, targets)
+        run([pieces[j] for j in group])
+        torch._foreach_sub_(befores, targets)  # −Δ
+        torch._foreach_addcmul_(targets, befores, [flats[j] for j in group], value=-kappa)
+
+
+def _groups(sizes: Sequence[int], limit: int) -> list[list[int]]:
+    """Consecutive indices packed into groups of at most ``limit`` in total
+    (a larger entry forms a group of its own)."""
+    groups, current, total = [], [], 0
+    for j, n in enumerate(sizes):
+        if current and total + n > limit:
+            groups.append(current)
+            current, total = [], 0
+        current.append(j)
+        total += n
+    if current:
+        groups.append(current)
+    return groups
