@@ -8,9 +8,10 @@ under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
   ``partition``; on torch a window bracketed by a sample, then ``kthvalue`` on
   the few values inside it (exact, with a full ``kthvalue`` as fallback) and no
-  concatenation of the tensors; elsewhere,
-  and for a traced k, a sort. (``ire_jax`` brings its own exact threshold
-  for JAX, a jit-friendly bisection, and uses it by default.)
+  concatenation of the tensors; elsewhere, and for a traced k, a sort.
+  (``ire_jax`` and ``ire_keras`` bring their own exact thresholds, a
+  jit-friendly search over the values' bit patterns, and use them by
+  default.)
 * :class:`SampledThreshold`: the k-th smallest of a fixed-size, evenly
   spread sample (the sampled quantile). It reads only the sample, so its cost
   does not grow with the model; the flat count deviates from k by about
