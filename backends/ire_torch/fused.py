@@ -32,8 +32,8 @@ How the factor enters each update (P is the boolean mask, read as 0/1):
   followed by θ ← θ − κ·lr·λ/(1 − lr·λ)·(P ⊙ θ), which is −κ·lr·λ·θ_old.
 
 Anything else — other optimizer classes (subclasses included), ``maximize``,
-``capturable``, ``differentiable``, SGD with ``fused=True``, tensor hyperparameters,
-complex or tensor-subclass parameters, hooks registered on the base
+``capturable``, ``differentiable``, SGD with ``fused=True``, tensor
+hyperparameters, complex or tensor-subclass parameters, hooks registered on the base
 optimizer or a patched ``base.step`` — is left to the generic path:
 :func:`fused_step` then returns ``False`` and changes nothing.
 """
@@ -114,7 +114,7 @@ def supports_fused_step(optimizer: torch.optim.Optimizer) -> bool:
         return False
     if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
         return False
-    if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
+    if any(getattr(optimizer, name, None) is not None for name in ("grad_scale", "found_inf")):
         return False  # a fused kernel asked to unscale: torch.optim's own step does that
     return all(check(group) and _plain_params(group) for group in optimizer.param_groups)
 
