@@ -33,9 +33,9 @@ How the factor enters each update (P is the boolean mask, read as 0/1):
 
 Anything else — other optimizer classes (subclasses included), ``maximize``,
 ``capturable``, ``differentiable``, SGD with ``fused=True``, tensor
-hyperparameters, complex or tensor-subclass parameters, hooks registered on the base
-optimizer or a patched ``base.step`` — is left to the generic path:
-:func:`fused_step` then returns ``False`` and changes nothing.
+hyperparameters, complex or tensor-subclass parameters, hooks registered on
+the base optimizer or a patched ``base.step`` — is left to the generic
+path: :func:`fused_step` then returns ``False`` and changes nothing.
 """
 
 from __future__ import annotations
