@@ -16,14 +16,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from .llama import TinyLlama, language_model_loss
-from .lm_config import IRESettings, LMSetup, RunResult, progress_bar
+from .lm_config import IRESettings, LMSetup, RunResult, run_training
 from .schedules import warmup_cosine
-from .text import Corpus, WindowSampler, evaluation_windows, load_corpus
+from .text import Corpus, evaluation_windows, load_corpus
 
 __all__ = ["evaluate", "make_optimizer", "train_language_model"]
 
@@ -88,41 +86,20 @@ def train_language_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: warmup_cosine(t, setup.steps, setup.warmup, setup.lr_floor)
     )
-    sampler = WindowSampler(corpus.train, setup.model.seq_len, setup.batch_size, setup.seed)
     val_x, val_y = (torch.from_numpy(a) for a in
                     evaluation_windows(corpus.val, setup.model.seq_len, setup.eval_windows))
 
-    start = time.perf_counter()
-    eval_steps, val_losses = [0], [evaluate(model, val_x, val_y)]
-    train_losses, step_seconds = [], 0.0
-    bar = progress_bar(setup.steps, label, progress, position)
-    for step in range(setup.steps):
-        inputs, targets = (torch.from_numpy(a) for a in sampler.next())
-        tick = time.process_time()
+    def train_step(inputs, targets) -> float:
         loss = language_model_loss(model(inputs), targets)
         loss.backward()
         if ire is None:
             optimizer.step()
         else:  # the model's logits feed the ``fisher`` estimator on refresh steps
-            optimizer.step(logits_fn=lambda inputs=inputs: model(inputs))
+            optimizer.step(logits_fn=lambda: model(inputs))
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        step_seconds += time.process_time() - tick
-        train_losses.append(loss.item())
-        if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
-            eval_steps.append(step + 1)
-            val_losses.append(evaluate(model, val_x, val_y))
-            if bar is not None:
-                bar.set_postfix(val=f"{val_losses[-1]:.3f}")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return RunResult(
-        label=label,
-        eval_steps=eval_steps,
-        val_losses=val_losses,
-        train_losses=train_losses,
-        wall_time=time.perf_counter() - start,
-        step_time=step_seconds / setup.steps,
-    )
+        return loss.item()
+
+    return run_training(setup, corpus.train, label, train_step,
+                        lambda: evaluate(model, val_x, val_y), convert=torch.from_numpy,
+                        progress=progress, position=position)

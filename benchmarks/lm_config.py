@@ -1,9 +1,9 @@
 """What a language-model run is, independent of the framework that runs it.
 
 The model's size (:class:`LlamaConfig`), the data and schedule
-(:class:`LMSetup`), IRE's settings (:class:`IRESettings`) and the record of a
-finished run (:class:`RunResult`) are shared by the torch, JAX and Keras
-trainers.
+(:class:`LMSetup`), IRE's settings (:class:`IRESettings`), the training loop
+(:func:`run_training`) and the record of a finished run (:class:`RunResult`)
+are shared by the torch, JAX and Keras trainers.
 
 Example:
   >>> LMSetup(steps=100, warmup=10).model.dim
@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Callable, Sequence
 
-__all__ = ["IRESettings", "LMSetup", "LlamaConfig", "RunResult", "progress_bar"]
+from .text import WindowSampler
+
+__all__ = ["IRESettings", "LMSetup", "LlamaConfig", "RunResult", "progress_bar", "run_training"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,3 +169,67 @@ def progress_bar(total: int, label: str, enabled: bool, position: int = 0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=label, position=position, unit="step", leave=True)
+
+
+def run_training(
+    setup: LMSetup,
+    train: Sequence,
+    label: str,
+    train_step: Callable,
+    evaluate: Callable,
+    *,
+    convert: Callable = lambda batch: batch,
+    untimed_first_step: bool = False,
+    progress: bool = True,
+    position: int = 0,
+) -> RunResult:
+    """The training loop of every trainer: batches, timing, evaluations.
+
+    Args:
+      setup: the steps, batch size, evaluation period and seed.
+      train: the training bytes the batches are drawn from.
+      label: the run's name.
+      train_step: ``(inputs, targets) -> loss`` (a float), one optimizer step.
+      evaluate: ``() -> validation loss`` (a float) at the current parameters.
+      convert: turns a NumPy batch array into the framework's array, before
+        the step's clock starts.
+      untimed_first_step: leave step 0 out of the mean step time (it
+        compiles).
+      progress: show a ``tqdm`` progress bar.
+      position: the bar's line (for several bars).
+
+    Returns:
+      A :class:`RunResult`.
+
+    Example:
+      >>> import numpy as np
+      >>> setup = LMSetup(steps=4, warmup=0, eval_every=2, batch_size=2)
+      >>> data = np.arange(1000, dtype=np.uint8)
+      >>> run = run_training(setup, data, "toy", lambda x, y: 1.0, lambda: 2.0, progress=False)
+      >>> run.eval_steps, run.val_losses, run.train_losses
+      ([0, 2, 4], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0])
+    """
+    sampler = WindowSampler(train, setup.model.seq_len, setup.batch_size, setup.seed)
+    start = time.perf_counter()
+    eval_steps, val_losses = [0], [evaluate()]
+    train_losses, step_seconds = [], 0.0
+    bar = progress_bar(setup.steps, label, progress, position)
+    for step in range(setup.steps):
+        inputs, targets = (convert(a) for a in sampler.next())
+        tick = time.process_time()
+        loss = train_step(inputs, targets)
+        if step > 0 or not untimed_first_step:
+            step_seconds += time.process_time() - tick
+        train_losses.append(loss)
+        if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
+            eval_steps.append(step + 1)
+            val_losses.append(evaluate())
+            if bar is not None:
+                bar.set_postfix(val=f"{val_losses[-1]:.3f}")
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    timed_steps = setup.steps - 1 if untimed_first_step else setup.steps
+    return RunResult(label, eval_steps, val_losses, train_losses,
+                     time.perf_counter() - start, step_seconds / max(1, timed_steps))

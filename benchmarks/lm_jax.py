@@ -20,15 +20,14 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .lm_config import IRESettings, LlamaConfig, LMSetup, RunResult, progress_bar
+from .lm_config import IRESettings, LlamaConfig, LMSetup, RunResult, run_training
 from .schedules import warmup_cosine
-from .text import Corpus, WindowSampler, evaluation_windows, load_corpus
+from .text import Corpus, evaluation_windows, load_corpus
 
 __all__ = ["forward", "init_params", "language_model_loss", "train_language_model"]
 
@@ -146,30 +145,15 @@ def train_language_model(
         return optax.apply_updates(p, updates), s, loss
 
     evaluate = jax.jit(loss_fn)
-    sampler = WindowSampler(corpus.train, config.seq_len, setup.batch_size, setup.seed)
     val_x, val_y = (jnp.asarray(a) for a in
                     evaluation_windows(corpus.val, config.seq_len, setup.eval_windows))
+    box = {"params": params, "state": state}
 
-    start = time.perf_counter()
-    eval_steps, val_losses = [0], [float(evaluate(params, val_x, val_y))]
-    train_losses, step_seconds = [], 0.0
-    bar = progress_bar(setup.steps, label, progress, position)
-    for step in range(setup.steps):
-        x, y = (jnp.asarray(a) for a in sampler.next())
-        tick = time.process_time()
-        params, state, loss = train_step(params, state, x, y)
-        loss = float(loss)  # waits for the step
-        if step > 0:  # step 0 includes compilation
-            step_seconds += time.process_time() - tick
-        train_losses.append(loss)
-        if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
-            eval_steps.append(step + 1)
-            val_losses.append(float(evaluate(params, val_x, val_y)))
-            if bar is not None:
-                bar.set_postfix(val=f"{val_losses[-1]:.3f}")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return RunResult(label, eval_steps, val_losses, train_losses,
-                     time.perf_counter() - start, step_seconds / max(1, setup.steps - 1))
+    def step(x, y) -> float:
+        box["params"], box["state"], loss = train_step(box["params"], box["state"], x, y)
+        return float(loss)  # waits for the step
+
+    return run_training(setup, corpus.train, label, step,
+                        lambda: float(evaluate(box["params"], val_x, val_y)),
+                        convert=jnp.asarray, untimed_first_step=True,  # step 0 compiles
+                        progress=progress, position=position)

@@ -21,15 +21,14 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 
 import keras
 import numpy as np
 from keras import ops
 
-from .lm_config import IRESettings, LlamaConfig, LMSetup, RunResult, progress_bar
+from .lm_config import IRESettings, LlamaConfig, LMSetup, RunResult, run_training
 from .schedules import warmup_cosine
-from .text import Corpus, WindowSampler, evaluation_windows, load_corpus
+from .text import Corpus, evaluation_windows, load_corpus
 
 __all__ = ["KerasLlama", "TableSchedule", "train_language_model"]
 
@@ -182,31 +181,12 @@ def train_language_model(
     model = KerasLlama(config)
     model.compile(optimizer=_optimizer(setup, ire),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    sampler = WindowSampler(corpus.train, config.seq_len, setup.batch_size, setup.seed)
     val_x, val_y = evaluation_windows(corpus.val, config.seq_len, setup.eval_windows)
 
     def evaluate() -> float:
         return _cross_entropy(np.asarray(model.predict_on_batch(val_x)), val_y.reshape(-1))
 
-    start = time.perf_counter()
-    eval_steps, val_losses = [0], [evaluate()]
-    train_losses, step_seconds = [], 0.0
-    bar = progress_bar(setup.steps, label, progress, position)
-    for step in range(setup.steps):
-        x, y = sampler.next()
-        tick = time.process_time()
-        loss = float(model.train_on_batch(x, y.reshape(-1)))
-        if step > 0:  # step 0 includes tracing and compilation
-            step_seconds += time.process_time() - tick
-        train_losses.append(loss)
-        if (step + 1) % setup.eval_every == 0 or step + 1 == setup.steps:
-            eval_steps.append(step + 1)
-            val_losses.append(evaluate())
-            if bar is not None:
-                bar.set_postfix(val=f"{val_losses[-1]:.3f}")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return RunResult(label, eval_steps, val_losses, train_losses,
-                     time.perf_counter() - start, step_seconds / max(1, setup.steps - 1))
+    return run_training(setup, corpus.train, label,
+                        lambda x, y: float(model.train_on_batch(x, y.reshape(-1))), evaluate,
+                        untimed_first_step=True,  # step 0 traces and compiles
+                        progress=progress, position=position)
