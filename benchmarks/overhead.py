@@ -50,6 +50,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -391,15 +392,17 @@ def _stepper(model, opt, criterion, batch, reuse: bool = False):
     return step
 
 
-def _train_step(model, opt, criterion, batch, reuse: bool) -> None:
-    """Forward, backward, optimizer step. With ``reuse``, a refresh step keeps
-    the graph and hands the training logits to the Fisher refresh."""
+def _train_step(model, opt, criterion, batch, reuse: bool, around_step=None) -> None:
+    """Forward, backward, optimizer step (inside the context ``around_step``,
+    if given). With ``reuse``, a refresh step keeps the graph and hands the
+    training logits to the Fisher refresh."""
     logits = model(batch[0])
-    criterion(logits, batch[1]).backward(retain_graph=reuse and opt.refresh_due)
-    if reuse:
-        opt.step(logits_fn=lambda: logits)
-    else:
-        opt.step()
+    criterion(logits, batch[1]).backward(retain_graph=reuse and _refresh_due(opt))
+    with around_step or contextlib.nullcontext():
+        if reuse:
+            opt.step(logits_fn=lambda: logits)
+        else:
+            opt.step()
 
 
 def _torch_step_peak(tracker_class, model, opt, criterion, batch, steps: int,
@@ -411,11 +414,8 @@ def _torch_step_peak(tracker_class, model, opt, criterion, batch, steps: int,
     for _ in range(steps):
         refresh = _refresh_due(opt)
         opt.zero_grad()
-        logits = model(batch[0])
-        criterion(logits, batch[1]).backward(retain_graph=reuse and refresh)
         tracker = tracker_class()
-        with tracker:
-            opt.step(logits_fn=lambda logits=logits: logits) if reuse else opt.step()
+        _train_step(model, opt, criterion, batch, reuse, around_step=tracker)
         peaks[refresh].append(tracker.peak)
     return tuple(max(p) if p else None for p in (peaks[False], peaks[True]))
 
