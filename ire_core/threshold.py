@@ -34,7 +34,17 @@ from ._xp import count_dtype, is_scalar, namespace
 
 # Torch models smaller than this use one kthvalue over everything.
 _WINDOW_MIN_SIZE = 1 << 17
+# The sample that brackets the k-th value: at most _WINDOW_SAMPLE values and
+# at most one in _WINDOW_SAMPLE_RATIO; the bracket's half-width in standard
+# deviations of a sampled rank.
 _WINDOW_SAMPLE = 1 << 15
+_WINDOW_SAMPLE_RATIO = 32
+_WINDOW_SIGMAS = 5.0
+# Tensors smaller than this are ranked together, as one concatenated piece.
+_PIECE_MIN_SIZE = 1 << 16
+# Window members are found a word of this many coordinates at a time.
+_WORD = 8
+_WORD_BYTES = int.from_bytes(b"\x01" * _WORD, "little")  # a word of True bools
 
 
 def _flatten(xp, values):
@@ -74,10 +84,12 @@ def _torch_kth_smallest(xp, values: list, k: int):
     """Exact k-th smallest of 1-d torch tensors, without concatenating them.
 
     A sample spread over all tensors brackets the k-th value between two of
-    its order statistics; one pass per tensor counts the values below the
-    bracket and keeps those inside it, and ``kthvalue`` runs on that small
-    window. A bracket that misses (rare; it only costs time) falls back to
-    ``kthvalue`` over everything.
+    its order statistics, ``lower <= upper``. Two comparisons per tensor count
+    the values below the bracket and mark those inside it, and ``kthvalue``
+    runs on that small window. A bracket that misses (rare; it only costs
+    time) falls back to ``kthvalue`` over everything. Tensors smaller than
+    ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
+    small tensors cost a few operations, not a few each.
     """
     n = sum(v.numel() for v in values)
     if k <= 0 or n == 0:
@@ -85,35 +97,106 @@ def _torch_kth_smallest(xp, values: list, k: int):
     k = min(k, n)
     if n < _WINDOW_MIN_SIZE:
         return xp.concat(values).kthvalue(k).values
-    sample = xp.concat([_spread_sample(xp, v, n) for v in values])
-    m = sample.numel()
-    q = k / n
-    margin = 5.0 * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
-    lo_rank, hi_rank = math.floor((q - margin) * m), math.ceil((q + margin) * m)
-    lower = sample.kthvalue(lo_rank).values if lo_rank >= 1 else None
-    upper = sample.kthvalue(hi_rank).values if hi_rank <= m else None
-    below, window = 0, []
-    for v in values:
-        inside = v <= upper if upper is not None else xp.ones_like(v, dtype=xp.bool)
-        if lower is not None:
-            is_below = v < lower
-            below = below + xp.count_nonzero(is_below)
-            inside ^= is_below  # lower <= upper: what is below is inside too
-        window.append(v[inside])
-    window = xp.concat(window)
+    pieces = _pieces(xp, values)
+    lower, upper = _bracket(xp, pieces, n, k)
+    if lower is None and upper is None:
+        return xp.concat(values).kthvalue(k).values
+    tied = lower is not None and upper is not None and bool(lower == upper)
+    below, inside, window = 0, 0, []
+    for v in pieces:
+        under = v < lower if lower is not None else None
+        at_most = v <= upper if upper is not None else None
+        if under is not None:
+            below = below + xp.count_nonzero(under)
+        if tied:  # the window holds copies of one value: count them
+            inside = inside + xp.count_nonzero(at_most) - xp.count_nonzero(under)
+        else:
+            window.append(_members(xp, v, under, at_most))
     rank = k - int(below)
-    if 1 <= rank <= window.numel():
-        return window.kthvalue(rank).values
+    if tied:
+        if 1 <= rank <= int(inside):
+            return lower
+    else:
+        window = xp.concat(window)
+        if 1 <= rank <= window.numel():
+            if 2 * window.numel() > n:  # a bracket that hardly narrowed
+                return window.kthvalue(rank).values
+            return _torch_kth_smallest(xp, [window], rank)
     return xp.concat(values).kthvalue(k).values
 
 
-def _spread_sample(xp, v, total: int):
-    """About ``_WINDOW_SAMPLE · v.numel() / total`` values of the 1-d tensor
-    ``v`` (at least one), at golden-ratio spread positions."""
+def _pieces(xp, values: list) -> list:
+    """The non-empty tensors of at least ``_PIECE_MIN_SIZE`` values, and the
+    smaller ones concatenated into one."""
+    large = [v for v in values if v.numel() >= _PIECE_MIN_SIZE]
+    small = [v for v in values if 0 < v.numel() < _PIECE_MIN_SIZE]
+    return large + ([xp.concat(small)] if len(small) > 1 else small)
+
+
+def _bracket(xp, pieces: list, total: int, k: int):
+    """Two order statistics of a sample, ``lower <= upper``, that hold the
+    k-th smallest of ``total`` values between them but for a chance of about
+    one in a million; ``None`` for a side beyond the sample's range."""
+    size = min(_WINDOW_SAMPLE, total // _WINDOW_SAMPLE_RATIO)
+    sample = xp.concat([_spread_sample(xp, v, round(size * v.numel() / total)) for v in pieces])
+    m = sample.numel()
+    q = k / total
+    margin = _WINDOW_SIGMAS * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
+    lo_rank, hi_rank = math.floor((q - margin) * m), math.ceil((q + margin) * m)
+    lower = _torch_kth_smallest(xp, [sample], lo_rank) if lo_rank >= 1 else None
+    upper = _torch_kth_smallest(xp, [sample], hi_rank) if hi_rank <= m else None
+    return lower, upper
+
+
+def _inside(under, at_most, true):
+    """Membership in the window from the masks ``v < lower`` and
+    ``v <= upper`` (``None`` for an open side), as bools or as words of
+    bools (``true`` is the all-True word)."""
+    if under is None:
+        return at_most
+    if at_most is None:
+        return under ^ true
+    return at_most ^ under
+
+
+def _members(xp, v, under, at_most):
+    """The values of the 1-d tensor ``v`` inside the window.
+
+    Indexing ``v`` with the mask directly would scan all ``v.numel()`` bools
+    for the few members. The masks are read as words of ``_WORD`` bools
+    instead: only the words that hold a member are gathered, values and
+    bools, and the members are selected among those; a tail of fewer than
+    ``_WORD`` values is indexed directly.
+    """
     n = v.numel()
-    m = min(n, max(1, round(_WINDOW_SAMPLE * n / total)))
+    whole = n - n % _WORD
+    words = _inside(_as_words(xp, under, whole), _as_words(xp, at_most, whole), _WORD_BYTES)
+    rows = xp.nonzero(words)[0]
+    if 2 * rows.shape[0] > words.shape[0]:  # a wide window: index directly
+        members = v[:whole][words.view(xp.bool)]
+    else:
+        hits = xp.nonzero(words.index_select(0, rows).view(xp.bool))[0]
+        shift = _WORD.bit_length() - 1
+        positions = (rows.index_select(0, hits >> shift) << shift) | (hits & (_WORD - 1))
+        members = v.index_select(0, positions)
+    if whole == n:
+        return members
+    tail = _inside(*(m[whole:] if m is not None else None for m in (under, at_most)), True)
+    return xp.concat([members, v[whole:][tail]])
+
+
+def _as_words(xp, mask, whole: int):
+    """The first ``whole`` bools of a fresh 1-d mask as int64 words (a view)."""
+    return mask[:whole].view(xp.int64) if mask is not None else None
+
+
+def _spread_sample(xp, v, size: int):
+    """``size`` values of the 1-d tensor ``v`` (at least one, at most all),
+    at golden-ratio spread positions."""
+    n = v.numel()
+    m = min(n, max(1, size))
     positions = xp.arange(m, device=device(v)) * _coprime_step(n) % n
-    return v[positions]
+    return v.index_select(0, positions)
 
 
 def _bincount(xp, index, length: int):

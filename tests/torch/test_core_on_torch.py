@@ -1,6 +1,7 @@
 """ire_core on torch tensors: the same answers as on NumPy, dtype and device
 kept, and the windowed exact threshold on large tensors."""
 
+import array_api_compat.torch
 import numpy as np
 import pytest
 import torch
@@ -31,7 +32,7 @@ def test_a_window_that_misses_the_kth_value_falls_back_to_the_exact_answer(monke
     k = int(0.4 * everything.numel())
     # A sample of the largest values only: its bracket lies far above the k-th value.
     monkeypatch.setattr(threshold_module, "_spread_sample",
-                        lambda xp, v, total: v.sort().values[-max(1, v.numel() // 8):])
+                        lambda xp, v, size: v.sort().values[-max(1, v.numel() // 8):])
     assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
 
 
@@ -71,3 +72,144 @@ def test_selection_never_writes_to_the_curvature_passed_in():
     for given, original in zip([clean, signed], originals):
         assert torch.equal(given.nan_to_num(), original.nan_to_num())
         assert torch.equal(given.isnan(), original.isnan())
+
+
+# -- the windowed exact threshold on tiny inputs --------------------------------------
+
+
+@pytest.fixture
+def tiny_windows(monkeypatch):
+    """The windowed search from 32 values on, with samples of a few values, so
+    that brackets, words, tails and fallbacks all occur on small tensors."""
+    monkeypatch.setattr(threshold_module, "_WINDOW_MIN_SIZE", 32)
+    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE", 64)
+    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE_RATIO", 4)
+    monkeypatch.setattr(threshold_module, "_PIECE_MIN_SIZE", 16)
+
+
+def kth_of_everything(values, k):
+    everything = torch.cat([v.reshape(-1) for v in values])
+    if k <= 0:
+        return float("inf")
+    return everything.kthvalue(min(k, everything.numel())).values.item()
+
+
+def assert_exact(values, ranks):
+    for k in ranks:
+        tau = exact_threshold(values, k)
+        assert tau.dtype == values[0].dtype
+        assert tau.item() == kth_of_everything(values, k), k
+
+
+def ranks_of(n):
+    return sorted({-1, 0, 1, 2, n // 7, n // 3, n // 2, (3 * n) // 5, n - 2, n - 1, n, n + 5})
+
+
+def curvature_like(generator, n, dtype=torch.float32):
+    return (torch.rand(n, generator=generator, dtype=torch.float64) ** 2).to(dtype)
+
+
+@pytest.mark.parametrize("sizes", [(1000,), (1003, 5, 0, 417), (9, 9, 9, 9, 9, 9, 9, 600), (7,) * 40])
+def test_windowed_threshold_is_exact_for_any_sizes_and_ranks(tiny_windows, sizes):
+    generator = torch.Generator().manual_seed(sum(sizes))
+    values = [curvature_like(generator, n) for n in sizes]
+    assert_exact(values, ranks_of(sum(sizes)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_windowed_threshold_is_exact_in_every_float_dtype(tiny_windows, dtype):
+    generator = torch.Generator().manual_seed(5)
+    values = [curvature_like(generator, n, dtype) for n in (611, 250, 3)]
+    assert_exact(values, ranks_of(864))
+
+
+def test_windowed_threshold_of_strided_and_multi_dimensional_tensors(tiny_windows):
+    generator = torch.Generator().manual_seed(6)
+    base = curvature_like(generator, 2 * 501)
+    matrix = curvature_like(generator, 40 * 31).reshape(40, 31).T  # not contiguous
+    values = [base[::2], matrix]
+    assert not values[0].is_contiguous() and not values[1].is_contiguous()
+    assert_exact(values, ranks_of(501 + 1240))
+
+
+@pytest.mark.parametrize("block", [0.0, 0.5, float("inf")])
+def test_windowed_threshold_is_exact_on_large_blocks_of_ties(tiny_windows, block):
+    generator = torch.Generator().manual_seed(7)
+    values = [curvature_like(generator, 700), curvature_like(generator, 301)]
+    values[0][:350] = block  # k = n/2 and nearby ranks fall inside the block for 0 and 0.5
+    values[1][-100:] = block
+    assert_exact(values, ranks_of(1001) + [200, 300, 400, 449, 450, 451])
+
+
+def test_a_bracket_of_equal_ends_is_counted_not_searched(tiny_windows, monkeypatch):
+    # A sample of 500 values, itself ranked by one kthvalue.
+    monkeypatch.setattr(threshold_module, "_WINDOW_MIN_SIZE", 600)
+    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE", 1024)
+    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE_RATIO", 2)
+    values = [torch.zeros(500), torch.ones(501)]
+    members = []
+    monkeypatch.setattr(threshold_module, "_members",
+                        lambda *args: members.append(args) or torch.zeros(0))
+    assert exact_threshold(values, 300).item() == 0.0
+    assert exact_threshold(values, 800).item() == 1.0
+    assert members == []
+
+
+def test_all_equal_values(tiny_windows):
+    values = [torch.full((300,), 2.5), torch.full((5,), 2.5)]
+    assert_exact(values, ranks_of(305))
+
+
+@pytest.mark.parametrize("side", ["largest", "smallest"])
+def test_a_bracket_that_misses_on_either_side_falls_back_to_the_exact_answer(tiny_windows, monkeypatch,
+                                                                           side):
+    generator = torch.Generator().manual_seed(8)
+    values = [curvature_like(generator, 803), curvature_like(generator, 200)]
+
+    def biased_sample(xp, v, size):
+        ordered = v.sort().values
+        picked = max(1, v.numel() // 8)
+        return ordered[-picked:] if side == "largest" else ordered[:picked]
+
+    monkeypatch.setattr(threshold_module, "_spread_sample", biased_sample)
+    assert_exact(values, [100, 501, 900])
+
+
+def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
+    monkeypatch.setattr(threshold_module, "_WINDOW_SIGMAS", 50.0)
+    generator = torch.Generator().manual_seed(9)
+    values = [curvature_like(generator, 1001), curvature_like(generator, 96)]
+    assert_exact(values, ranks_of(1097))
+
+
+def test_many_tiny_tensors_beside_a_large_one_are_ranked_as_one_piece(tiny_windows, monkeypatch):
+    generator = torch.Generator().manual_seed(10)
+    values = [curvature_like(generator, n) for n in [3, 1, 0, 2, 5, 4] * 30] + [curvature_like(generator, 900)]
+    seen = []
+    original = threshold_module._bracket
+    monkeypatch.setattr(threshold_module, "_bracket",
+                        lambda xp, pieces, total, k: seen.append(len(pieces)) or original(xp, pieces, total, k))
+    assert_exact(values, ranks_of(900 + 30 * 15))
+    assert seen and seen[0] == 2
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 64, 70])
+@pytest.mark.parametrize("bounds", [(0.3, 0.6), (None, 0.4), (0.7, None), (0.5, 0.5)])
+def test_window_members_are_found_word_by_word_with_a_tail(n, bounds):
+    generator = torch.Generator().manual_seed(n)
+    base = torch.rand(2 * n, generator=generator)
+    base[::5] = 0.5
+    for v in (base[:n], base[::2]):  # contiguous and strided
+        lower, upper = (None if b is None else torch.tensor(b) for b in bounds)
+        under = v < lower if lower is not None else None
+        at_most = v <= upper if upper is not None else None
+        members = threshold_module._members(array_api_compat.torch, v, under, at_most)
+        expected = v[((v >= lower) if lower is not None else True) & ((v <= upper) if upper is not None else True)]
+        assert torch.equal(members.sort().values, expected.sort().values)
+
+
+def test_window_members_of_a_sparse_window_cost_only_their_words():
+    v = torch.arange(8 * 1000, dtype=torch.float32)
+    lower, upper = torch.tensor(4000.0), torch.tensor(4002.0)
+    members = threshold_module._members(array_api_compat.torch, v, v < lower, v <= upper)
+    assert members.tolist() == [4000.0, 4001.0, 4002.0]
