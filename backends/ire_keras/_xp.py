@@ -41,7 +41,7 @@ def read(value, copy: bool = False):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.identity(value)
+        return value if isinstance(value, tf.Tensor) else tf.identity(value)
     value = ops.convert_to_tensor(value)
     if copy and keras.backend.backend() == "torch":
         value = value.clone()

@@ -16,7 +16,7 @@ from keras.src.utils import tracking
 
 import ire_core
 
-from . import _xp, threshold
+from . import _xp, fused, threshold
 
 __all__ = ["IRE"]
 
@@ -418,13 +418,15 @@ class IRE(keras.optimizers.Optimizer):
         step = _xp.read(inner.iterations, copy=True)  # apply() advances it in place on torch
         learning_rate = ops.cast(_xp.read(inner.learning_rate), keras.backend.floatx())
         refresh = self.is_refresh_step()
-        before = [_xp.read(v, copy=True) for v in weights]
+        in_update = fused.fused_supported(inner, weights)
+        # The generic step rescales the displacement from a copy of the weights.
+        before = None if in_update else [_xp.read(v, copy=True) for v in weights]
 
         def estimate():
             if curvature is not None:
                 return [curvature[i] for i in used]
             if callable(self.ire_config.estimator):
-                return list(self.ire_config.estimator(before))
+                return list(self.ire_config.estimator(before or [_xp.read(v) for v in weights]))
             if self.ire_config.estimator != "gradient":
                 raise ValueError(
                     f"estimator={self.ire_config.estimator!r} needs a curvature estimate: "
@@ -496,11 +498,15 @@ class IRE(keras.optimizers.Optimizer):
 
             ops.cond(refresh, refresh_and_store, lambda: ops.convert_to_tensor(False))
         new_masks = [_xp.read(m) for m in masks]
-
-        inner.apply(grads, variables)
-
         kappa = self._kappa(step, learning_rate)
         active = ops.convert_to_tensor(ire_core.is_active(step, self.ire_config.start_step))
+        if in_update:
+            kappa = ops.where(active, ops.cast(_xp.from_core(kappa), keras.backend.floatx()), 0.0)
+            with fused.amplified_writes(inner, weights, new_masks, kappa):
+                inner.apply(grads, variables)
+            return
+
+        inner.apply(grads, variables)
         for weight, old, mask in zip(weights, before, new_masks):
             moved = _xp.read(weight)
             amplified = ire_core.amplify_displacement(

@@ -1,0 +1,132 @@
+"""The step inside the inner optimizer's writes (``ire_keras.fused``, the
+TensorFlow fast path) against the generic copy-and-rescale step."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND
+from keras_helpers import dense_model, regression_data
+
+import ire_keras
+from ire_keras import fused
+
+on_tensorflow = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="the fused path is TensorFlow's; elsewhere it is off"
+)
+
+BASES = {
+    "sgd": lambda: keras.optimizers.SGD(0.05),
+    "sgd-momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+    "sgd-nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: keras.optimizers.Adam(0.01),
+    "adam-amsgrad": lambda: keras.optimizers.Adam(0.01, amsgrad=True),
+    "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+    "adamax": lambda: keras.optimizers.Adamax(0.01),
+    "nadam": lambda: keras.optimizers.Nadam(0.01),
+    "lion": lambda: keras.optimizers.Lion(0.001, weight_decay=0.1),
+    "rmsprop-centered": lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: keras.optimizers.Adagrad(0.1),
+    "sgd-accumulated": lambda: keras.optimizers.SGD(0.05, momentum=0.9,
+                                                    gradient_accumulation_steps=2),
+}
+
+
+def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None):
+    """Weights of a model trained by IRE around ``make_base()``; ``generic``
+    turns the fused path off. Returns the weights and how many steps went
+    through the fused path."""
+    taken = []
+    original = fused.amplified_writes
+
+    def counted(*args):
+        taken.append(1)
+        return original(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "amplified_writes", counted)
+        if generic:
+            patch.setattr(fused, "fused_supported", lambda inner, variables: False)
+        model = model or dense_model()
+        x, y = data or regression_data()
+        model.compile(optimizer=ire_keras.IRE(make_base(), kappa=1.5, flat_fraction=0.5,
+                                              interval=2, seed=0), loss="mse")
+        model.fit(x, y, batch_size=4, epochs=steps * 4 // len(x), shuffle=False, verbose=0)
+    return model.get_weights(), len(taken)
+
+
+@on_tensorflow
+@pytest.mark.parametrize("base", sorted(BASES))
+def test_fused_step_matches_the_generic_step(base, monkeypatch, float64):
+    fused_weights, fused_steps = _train(BASES[base], False, monkeypatch)
+    generic_weights, generic_steps = _train(BASES[base], True, monkeypatch)
+    assert fused_steps > 0 and generic_steps == 0
+    for a, b in zip(fused_weights, generic_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@on_tensorflow
+@pytest.mark.parametrize("base", ["sgd-momentum", "adamw"])
+def test_fused_step_moves_flat_weights_further_and_the_others_exactly_as_the_base(base):
+    x, y = regression_data()
+    plain, wrapped = dense_model(), dense_model()
+    start = [w.copy() for w in plain.get_weights()]
+    plain.compile(optimizer=BASES[base](), loss="mse")
+    wrapped.compile(optimizer=ire_keras.IRE(BASES[base](), kappa=2.0, flat_fraction=0.4),
+                    loss="mse")
+    plain.train_on_batch(x, y)
+    wrapped.train_on_batch(x, y)
+    for p0, p, q, mask in zip(start, plain.get_weights(), wrapped.get_weights(),
+                              wrapped.optimizer.flat_masks):
+        mask = keras.ops.convert_to_numpy(mask)
+        np.testing.assert_allclose((q - p0)[mask], 3.0 * (p - p0)[mask], rtol=1e-5)
+        np.testing.assert_array_equal(q[~mask], p[~mask])
+
+
+@on_tensorflow
+def test_fused_step_densifies_sparse_embedding_updates(monkeypatch):
+    # SGD writes an Embedding's gradient rows (tf.IndexedSlices) directly.
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(7, 2),
+                                 keras.layers.Flatten(), keras.layers.Dense(1)])
+
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 7, (8, 3)), rng.normal(size=(8, 1)))
+    fused_weights, fused_steps = _train(BASES["sgd"], False, monkeypatch, model=model(), data=data)
+    generic_weights, _ = _train(BASES["sgd"], True, monkeypatch, model=model(), data=data)
+    assert fused_steps > 0
+    for a, b in zip(fused_weights, generic_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+class _OwnAdam(keras.optimizers.Adam):
+    """A subclass may write its weights in ways the fused path cannot see."""
+
+
+@pytest.mark.parametrize("case", ["subclass", "weight ema", "constraint", "supported"])
+def test_fused_path_only_where_it_sees_every_write(case):
+    variables = [keras.layers.Dense(2, kernel_constraint=keras.constraints.NonNeg()
+                                    if case == "constraint" else None)]
+    variables[0].build((3,))
+    variables = variables[0].trainable_weights
+    inner = {"subclass": _OwnAdam(), "weight ema": keras.optimizers.Adam(use_ema=True)}.get(
+        case, keras.optimizers.Adam())
+    expected = case == "supported" and BACKEND == "tensorflow"
+    assert fused.fused_supported(inner, variables) is expected
+
+
+@on_tensorflow
+def test_inner_optimizer_methods_are_restored_even_when_a_step_fails():
+    inner = keras.optimizers.SGD(0.1)
+    weight = keras.Variable(np.ones(2))
+    inner.build([weight])
+    mask = keras.ops.convert_to_tensor([True, False])
+    with pytest.raises(RuntimeError, match="stop"):
+        with fused.amplified_writes(inner, [weight], [mask], keras.ops.convert_to_tensor(1.0)):
+            inner.apply([keras.ops.ones(2)], [weight])
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [0.8, 0.9])
+            raise RuntimeError("stop")
+    for name in ("assign_add", "assign_sub", "_apply_weight_decay"):
+        assert name not in vars(inner)
+    inner.apply([keras.ops.ones(2)], [weight])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [0.7, 0.8])
