@@ -6,9 +6,10 @@ estimates), ``k`` the 1-indexed rank (a Python int, or a 0-d integer array
 under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
-  ``partition``; on torch a window bracketed by a sample, then ``kthvalue`` on
-  the few values inside it (exact, with a full ``kthvalue`` as fallback) and no
-  concatenation of the tensors; elsewhere, and for a traced k, a sort.
+  ``partition``; on torch a window bracketed by a sample, searched the same
+  way down to a small ``kthvalue`` (exact, with a full ``kthvalue`` as
+  fallback), and no concatenation of large tensors; elsewhere, and for a
+  traced k, a sort.
   (``ire_jax`` and ``ire_keras`` bring their own exact thresholds, a
   jit-friendly search over the values' bit patterns, and use them by
   default.)
@@ -32,19 +33,19 @@ from array_api_compat import device, is_jax_namespace, is_numpy_namespace, is_to
 
 from ._xp import count_dtype, is_scalar, namespace
 
-# Torch models smaller than this use one kthvalue over everything.
-_WINDOW_MIN_SIZE = 1 << 17
-# The sample that brackets the k-th value: at most _WINDOW_SAMPLE values and
-# at most one in _WINDOW_SAMPLE_RATIO; the bracket's half-width in standard
-# deviations of a sampled rank.
-_WINDOW_SAMPLE = 1 << 15
+# Torch: fewer values than this are ranked by one kthvalue over them all.
+_WINDOW_MIN_SIZE = 1 << 16
+# The sample that brackets the k-th value holds at most _WINDOW_SAMPLE values
+# and at most one in _WINDOW_SAMPLE_RATIO; the bracket reaches _WINDOW_SIGMAS
+# standard deviations of a sampled rank to either side.
+_WINDOW_SAMPLE = 1 << 16
 _WINDOW_SAMPLE_RATIO = 32
-_WINDOW_SIGMAS = 5.0
+_WINDOW_SIGMAS = 4.0
 # Tensors smaller than this are ranked together, as one concatenated piece.
 _PIECE_MIN_SIZE = 1 << 16
-# Window members are found a word of this many coordinates at a time.
+# Window members are looked for a word (int64) of this many bools at a time.
 _WORD = 8
-_WORD_BYTES = int.from_bytes(b"\x01" * _WORD, "little")  # a word of True bools
+_WORD_OF_TRUES = int.from_bytes(b"\x01" * _WORD, "little")
 
 
 def _flatten(xp, values):
@@ -84,12 +85,16 @@ def _torch_kth_smallest(xp, values: list, k: int):
     """Exact k-th smallest of 1-d torch tensors, without concatenating them.
 
     A sample spread over all tensors brackets the k-th value between two of
-    its order statistics, ``lower <= upper``. Two comparisons per tensor count
-    the values below the bracket and mark those inside it, and ``kthvalue``
-    runs on that small window. A bracket that misses (rare; it only costs
-    time) falls back to ``kthvalue`` over everything. Tensors smaller than
+    its order statistics, ``lower <= upper`` (found by this same search).
+    Two comparisons per tensor count the values below the bracket and mark
+    those inside it; the marked values (about 1 % of them) are gathered
+    word by word (:func:`_members`) and searched again, down to a small
+    ``kthvalue``. A bracket whose ends are equal needs no window: its values
+    are only counted. A bracket that misses (rare; it only costs time) falls
+    back to ``kthvalue`` over everything. Tensors smaller than
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
-    small tensors cost a few operations, not a few each.
+    small tensors cost a few operations, not a few each. Every step is a
+    tensor operation on the values' device; the host reads a few counts.
     """
     n = sum(v.numel() for v in values)
     if k <= 0 or n == 0:
@@ -136,7 +141,8 @@ def _pieces(xp, values: list) -> list:
 def _bracket(xp, pieces: list, total: int, k: int):
     """Two order statistics of a sample, ``lower <= upper``, that hold the
     k-th smallest of ``total`` values between them but for a chance of about
-    one in a million; ``None`` for a side beyond the sample's range."""
+    1e-4 (``_WINDOW_SIGMAS``); ``None`` for a side beyond the sample's
+    range."""
     size = min(_WINDOW_SAMPLE, total // _WINDOW_SAMPLE_RATIO)
     sample = xp.concat([_spread_sample(xp, v, round(size * v.numel() / total)) for v in pieces])
     m = sample.numel()
@@ -160,17 +166,19 @@ def _inside(under, at_most, true):
 
 
 def _members(xp, v, under, at_most):
-    """The values of the 1-d tensor ``v`` inside the window.
+    """The values of the 1-d tensor ``v`` inside the window, from the masks
+    ``under = v < lower`` and ``at_most = v <= upper`` (``None``: open side).
 
-    Indexing ``v`` with the mask directly would scan all ``v.numel()`` bools
-    for the few members. The masks are read as words of ``_WORD`` bools
-    instead: only the words that hold a member are gathered, values and
-    bools, and the members are selected among those; a tail of fewer than
-    ``_WORD`` values is indexed directly.
+    Indexing ``v`` with the window's mask would scan ``v.numel()`` bools for
+    the few members. The masks are read as int64 words of ``_WORD`` bools
+    instead: one pass combines them, the words that hold a member are found
+    among ``_WORD`` times fewer entries, and only their bools are scanned for
+    the members' positions. A tail of fewer than ``_WORD`` values is indexed
+    directly, and so is a window that fills most words.
     """
     n = v.numel()
     whole = n - n % _WORD
-    words = _inside(_as_words(xp, under, whole), _as_words(xp, at_most, whole), _WORD_BYTES)
+    words = _inside(_as_words(xp, under, whole), _as_words(xp, at_most, whole), _WORD_OF_TRUES)
     rows = xp.nonzero(words)[0]
     if 2 * rows.shape[0] > words.shape[0]:  # a wide window: index directly
         members = v[:whole][words.view(xp.bool)]
@@ -181,7 +189,8 @@ def _members(xp, v, under, at_most):
         members = v.index_select(0, positions)
     if whole == n:
         return members
-    tail = _inside(*(m[whole:] if m is not None else None for m in (under, at_most)), True)
+    tail = _inside(None if under is None else under[whole:],
+                   None if at_most is None else at_most[whole:], True)
     return xp.concat([members, v[whole:][tail]])
 
 
