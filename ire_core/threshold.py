@@ -107,10 +107,15 @@ def _torch_kth_smallest(xp, values: list, k: int):
     if lower is None and upper is None:
         return xp.concat(values).kthvalue(k).values
     tied = lower is not None and upper is not None and bool(lower == upper)
+    # One mask buffer per end of the bracket, reused by every piece.
+    largest = max(v.numel() for v in pieces)
+    unders = xp.empty((largest,), dtype=xp.bool, device=device(pieces[0]))
+    at_mosts = xp.empty((largest,), dtype=xp.bool, device=device(pieces[0]))
     below, inside, window = 0, 0, []
     for v in pieces:
-        under = v < lower if lower is not None else None
-        at_most = v <= upper if upper is not None else None
+        size = v.numel()
+        under = xp.less(v, lower, out=unders[:size]) if lower is not None else None
+        at_most = xp.less_equal(v, upper, out=at_mosts[:size]) if upper is not None else None
         if under is not None:
             below = below + xp.count_nonzero(under)
         if tied:  # the window holds copies of one value: count them
@@ -157,17 +162,20 @@ def _bracket(xp, pieces: list, total: int, k: int):
 def _inside(under, at_most, true):
     """Membership in the window from the masks ``v < lower`` and
     ``v <= upper`` (``None`` for an open side), as bools or as words of
-    bools (``true`` is the all-True word)."""
+    bools (``true`` is the all-True word), written over one of the masks."""
     if under is None:
         return at_most
     if at_most is None:
-        return under ^ true
-    return at_most ^ under
+        under ^= true
+        return under
+    at_most ^= under
+    return at_most
 
 
 def _members(xp, v, under, at_most):
     """The values of the 1-d tensor ``v`` inside the window, from the masks
-    ``under = v < lower`` and ``at_most = v <= upper`` (``None``: open side).
+    ``under = v < lower`` and ``at_most = v <= upper`` (``None``: open side),
+    which it overwrites.
 
     Indexing ``v`` with the window's mask would scan ``v.numel()`` bools for
     the few members. The masks are read as int64 words of ``_WORD`` bools
