@@ -43,7 +43,7 @@ _WINDOW_SAMPLE_RATIO = 32
 _WINDOW_SIGMAS = 4.0
 # Tensors smaller than this are ranked together, as one concatenated piece.
 _PIECE_MIN_SIZE = 1 << 16
-# Window members are looked for a word (int64) of this many bools at a time.
+# Window members are looked for a word of bools at a time: 8 bools per int64.
 _WORD = 8
 _WORD_OF_TRUES = int.from_bytes(b"\x01" * _WORD, "little")
 
@@ -87,7 +87,7 @@ def _torch_kth_smallest(xp, values: list, k: int):
     A sample spread over all tensors brackets the k-th value between two of
     its order statistics, ``lower <= upper`` (found by this same search).
     Two comparisons per tensor count the values below the bracket and mark
-    those inside it; the marked values (about 1 % of them) are gathered
+    those inside it; the marked values (1–2 % of them) are gathered
     word by word (:func:`_members`) and searched again, down to a small
     ``kthvalue``. A bracket whose ends are equal needs no window: its values
     are only counted. A bracket that misses (rare; it only costs time) falls
@@ -107,10 +107,10 @@ def _torch_kth_smallest(xp, values: list, k: int):
     if lower is None and upper is None:
         return xp.concat(values).kthvalue(k).values
     tied = lower is not None and upper is not None and bool(lower == upper)
-    # One mask buffer per end of the bracket, reused by every piece.
-    largest = max(v.numel() for v in pieces)
-    unders = xp.empty((largest,), dtype=xp.bool, device=device(pieces[0]))
-    at_mosts = xp.empty((largest,), dtype=xp.bool, device=device(pieces[0]))
+    # One mask buffer per closed end of the bracket, reused by every piece.
+    largest, where = max(v.numel() for v in pieces), device(pieces[0])
+    unders = xp.empty((largest,), dtype=xp.bool, device=where) if lower is not None else None
+    at_mosts = xp.empty((largest,), dtype=xp.bool, device=where) if upper is not None else None
     below, inside, window = 0, 0, []
     for v in pieces:
         size = v.numel()
@@ -203,7 +203,8 @@ def _members(xp, v, under, at_most):
 
 
 def _as_words(xp, mask, whole: int):
-    """The first ``whole`` bools of a fresh 1-d mask as int64 words (a view)."""
+    """The first ``whole`` bools of a 1-d mask that starts its storage, as
+    int64 words (a view)."""
     return mask[:whole].view(xp.int64) if mask is not None else None
 
 
