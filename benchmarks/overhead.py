@@ -645,24 +645,27 @@ def _keras_rows(sz: Sizes, failures: dict) -> list[Row]:
 
 def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
     """Rows ``keras AdamW`` and ``ire_keras gradient`` (whole refresh periods
-    of ``model.train_on_batch``), then ``ire_keras gradient`` split by kind of
-    step as in :func:`_jax_rows`."""
+    of ``model.train_on_batch``), the same two compiled with
+    ``jit_compile=True`` (XLA; each IRE row against its own base), then
+    ``ire_keras gradient`` split by kind of step as in :func:`_jax_rows`."""
     import keras
     import numpy as np
 
     import ire_keras
 
-    ire_name = "ire_keras gradient"
+    ire_name, xla = "ire_keras gradient", ", jit_compile=True"
+    bases = {"keras AdamW": "keras AdamW", ire_name: "keras AdamW",
+             "keras AdamW" + xla: "keras AdamW" + xla, ire_name + xla: "keras AdamW" + xla}
     rows = []
     make, x, y = _keras_problem(kind, spec, sz)
     models = {}
-    for name in ("keras AdamW", ire_name):
+    for name in bases:
         keras.utils.set_random_seed(0)
         model = make()
         base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
-        optimizer = base if name == "keras AdamW" else ire_keras.IRE(
+        optimizer = base if name.startswith("keras AdamW") else ire_keras.IRE(
             base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
-        model.compile(optimizer=optimizer,
+        model.compile(optimizer=optimizer, jit_compile=name.endswith(xla),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.train_on_batch(x, y)
         models[name] = model
@@ -675,8 +678,8 @@ def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
         record.append((taken[0] % INTERVAL == 0, time.perf_counter() - start))
         taken[0] += 1
 
-    steppers = {"keras AdamW": lambda m=models["keras AdamW"]: m.train_on_batch(x, y),
-                ire_name: ire_step}
+    steppers = {name: (lambda m=model: m.train_on_batch(x, y)) for name, model in models.items()}
+    steppers[ire_name] = ire_step
     times = _interleaved(steppers, sz.rounds, sz.steps)
     base_model = models["keras AdamW"]
     count = int(sum(np.prod(w.shape) for w in base_model.trainable_weights))
@@ -686,15 +689,16 @@ def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
                   for v in m.optimizer.variables)
         for name, m in models.items()
     }
-    base = times["keras AdamW"]
     label = f"{kind}-{size} ({_count(count)})"
-    extra = {name: (states[name] - states["keras AdamW"]) / param_bytes for name in models}
-    for name in models:
+    for name, base_name in bases.items():
+        base = times[base_name]
         rows.append(Row(
             "keras", label, name, _median_ms(base), _median_ms(times[name]),
             statistics.median(v / b for v, b in zip(times[name], base)), None,
-            extra[name], count))
-    rows += _split_rows("keras", label, ire_name, record, base, sz, None, extra[ire_name], count)
+            (states[name] - states[base_name]) / param_bytes, count))
+    extra = (states[ire_name] - states["keras AdamW"]) / param_bytes
+    rows += _split_rows("keras", label, ire_name, record, times["keras AdamW"], sz, None,
+                        extra, count)
     return rows
 
 
