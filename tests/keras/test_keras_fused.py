@@ -31,7 +31,7 @@ BASES = {
 }
 
 
-def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None):
+def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None, jit_compile=False):
     """Weights of a model trained by IRE around ``make_base()``; ``generic``
     turns the fused path off. Returns the weights and how many steps went
     through the fused path."""
@@ -49,7 +49,8 @@ def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None):
         model = model or dense_model()
         x, y = data or regression_data()
         model.compile(optimizer=ire_keras.IRE(make_base(), kappa=1.5, flat_fraction=0.5,
-                                              interval=2, seed=0), loss="mse")
+                                              interval=2, seed=0), loss="mse",
+                      jit_compile=jit_compile)
         model.fit(x, y, batch_size=4, epochs=steps * 4 // len(x), shuffle=False, verbose=0)
     return model.get_weights(), len(taken)
 
@@ -62,6 +63,16 @@ def test_fused_step_matches_the_generic_step(base, monkeypatch, float64):
     assert fused_steps > 0 and generic_steps == 0
     for a, b in zip(fused_weights, generic_weights):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@on_tensorflow
+@pytest.mark.parametrize("base", ["sgd-momentum", "adamw"])
+def test_fused_step_compiles_with_xla(base, monkeypatch, float64):
+    fused_weights, fused_steps = _train(BASES[base], False, monkeypatch, jit_compile=True)
+    generic_weights, _ = _train(BASES[base], True, monkeypatch, jit_compile=True)
+    assert fused_steps > 0
+    for a, b in zip(fused_weights, generic_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 @on_tensorflow
