@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ire_core._xp import packed_count_true
+
 __all__ = ["SAMPLE_SIZE", "exact_threshold"]
 
 #: The largest model that is sorted outright, and the smallest sample sorted
@@ -131,7 +133,7 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
 
     def count(key):
         pivot = _as_value(key, dtype)
-        return sum(jnp.sum(f <= pivot, dtype=counter) for f in flats)
+        return sum(packed_count_true(f <= pivot, counter) for f in flats)
 
     drawn = _sample(flats, n)
     m = drawn.shape[0]

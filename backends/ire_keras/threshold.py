@@ -141,7 +141,7 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str):
 
     def count(key):
         pivot = _as_value(key, dtype)
-        partial = [ops.sum(ops.cast(ops.less_equal(f, pivot), counter)) for f in flats]
+        partial = [_xp.count_true(ops.less_equal(f, pivot), counter) for f in flats]
         return ops.cast(_add_all(partial), counter)  # sums widen under JAX x64
 
     drawn = _sample(flats, n)

@@ -62,3 +62,13 @@ def test_flat_threshold_is_global_not_per_shard(threshold_fn):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for a, b in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(single_updates)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec", [P("data"), P(None, "data")], ids=["rows", "columns"])
+def test_packed_count_of_a_sharded_mask(spec):
+    # Words of four bools are grouped along the last axis, sharded or not.
+    mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
+    mask = np.random.default_rng(0).random((6, 16)) < 0.4
+    placed = jax.device_put(jnp.asarray(mask), NamedSharding(mesh, spec))
+    count = jax.jit(lambda m: ire_core._xp.packed_count_true(m, jnp.int32))(placed)
+    assert int(count) == int(mask.sum())

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ire_core import select_flat_mask
+from ire_core._xp import packed_count_true
 from ire_jax import exact_threshold
 from ire_jax.threshold import SAMPLE_SIZE
 
@@ -101,3 +102,17 @@ def test_search_selects_the_same_mask_as_numpy_under_jit():
         assert int(got.flat_count) == int(expected.flat_count)
         for a, b in zip(got.mask, expected.mask):
             np.testing.assert_array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize(
+    "shape", [(), (0,), (7,), (8,), (3, 5), (4, 8), (2, 3, 12), (1000, 4)]
+)
+@pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
+def test_packed_count_equals_a_sum(shape, density):
+    # The mask is read as uint32 words of four bools where the last axis
+    # allows it, summed plainly otherwise; eager and jitted give the same.
+    rng = np.random.default_rng(len(shape) + int(10 * density))
+    mask = jnp.asarray(rng.random(shape) < density)
+    expected = int(np.count_nonzero(np.asarray(mask)))
+    assert int(packed_count_true(mask, jnp.int32)) == expected
+    assert int(jax.jit(packed_count_true, static_argnums=1)(mask, jnp.int32)) == expected

@@ -102,3 +102,14 @@ def test_combination_sam_and_labels_match_numpy():
 def test_truth_value_of_a_wrapped_tensor_is_refused():
     with pytest.raises(TypeError, match="keras.ops.cond"):
         bool(_xp.KerasArray(keras.ops.convert_to_tensor(True)))
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (8,), (3, 5), (4, 8), (2, 3, 12)])
+def test_count_true_equals_a_sum(shape):
+    # Packed into words of four bools on TensorFlow and JAX where the last
+    # axis allows it; a plain sum otherwise and on the other backends.
+    mask = RNG.random(shape) < 0.4
+    count = _xp.count_true(keras.ops.convert_to_tensor(mask))
+    assert int(keras.ops.convert_to_numpy(count)) == int(mask.sum())
+    stats = ire_core.mask_statistics(_xp.to_core([keras.ops.convert_to_tensor(mask)]))
+    assert int(keras.ops.convert_to_numpy(_xp.from_core(stats.flat_count))) == int(mask.sum())
