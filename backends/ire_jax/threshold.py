@@ -3,8 +3,10 @@
 XLA's CPU sort is slow, and a sort is more than the k-th smallest value needs.
 Non-negative floats (``+inf`` included) order like their bit patterns read as
 integers, so τ can be searched for in that integer range: each probe is one
-fused counting pass ``#{x <= pivot}`` over the values, and the count both
-narrows the bracket and tells how far the pivot was from rank k.
+counting pass ``#{x <= pivot}`` over the values, and the count both narrows
+the bracket and tells how far the pivot was from rank k. The comparison's
+bools are counted four at a time (``ire_core._xp.packed_count_true``): XLA's
+CPU backend would otherwise write them out as int32 before summing.
 
 The first two pivots come from a small sorted sample (the sample's k-th value
 and a bound a few standard errors past it); later pivots interpolate between
