@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ire_core._xp import packed_count_true
+
 __all__ = [
     "KerasArray",
     "KerasNamespace",
@@ -102,13 +104,10 @@ def count_true(mask, dtype: str = "int32"):
       4
     """
     backend = keras.backend.backend()
-    shape = tuple(mask.shape)
-    packable = bool(shape) and all(d is not None for d in shape) and shape[-1] % 4 == 0
-    if packable and backend == "jax":
-        from ire_core._xp import packed_count_true
-
+    if backend == "jax":
         return packed_count_true(mask, dtype)
-    if packable and backend == "tensorflow":
+    shape = tuple(mask.shape)
+    if backend == "tensorflow" and shape and None not in shape and shape[-1] % 4 == 0:
         import tensorflow as tf
 
         words = tf.bitcast(tf.reshape(tf.cast(mask, tf.uint8), (-1, 4)), tf.uint32)
