@@ -5,7 +5,7 @@ Non-negative floats (``+inf`` included) order like their bit patterns read as
 integers, so τ can be searched for in that integer range: each probe is one
 counting pass ``#{x <= pivot}`` over the values, and the count both narrows
 the bracket and tells how far the pivot was from rank k. The comparison's
-bools are counted four at a time (``ire_core._xp.packed_count_true``): XLA's
+bools are counted four at a time (``ire_jax._count.packed_count_true``): XLA's
 CPU backend would otherwise write them out as int32 before summing.
 
 The first two pivots come from a small sorted sample (the sample's k-th value
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ire_core._xp import packed_count_true
+from ._count import packed_count_true
 
 __all__ = ["SAMPLE_SIZE", "exact_threshold"]
 

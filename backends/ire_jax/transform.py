@@ -23,6 +23,7 @@ import optax
 import ire_core
 
 from . import estimators
+from ._count import packed_count_true
 from ._hyperparams import Hyperparams, lr_value, resolve
 from .state import IREState
 
@@ -144,7 +145,7 @@ def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict)
         jax.tree_util.tree_unflatten(treedef, selected.mask),
         curvature,
         jnp.asarray(selected.threshold).astype(state.threshold.dtype),
-        jnp.asarray(selected.flat_count).astype(_INT),
+        sum(packed_count_true(m, _INT) for m in selected.mask),
         state.refreshes + 1,
     )
 

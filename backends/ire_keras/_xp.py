@@ -26,8 +26,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from ire_core._xp import packed_count_true
-
 __all__ = [
     "KerasArray",
     "KerasNamespace",
@@ -104,10 +102,16 @@ def count_true(mask, dtype: str = "int32"):
       4
     """
     backend = keras.backend.backend()
-    if backend == "jax":
-        return packed_count_true(mask, dtype)
     shape = tuple(mask.shape)
-    if backend == "tensorflow" and shape and None not in shape and shape[-1] % 4 == 0:
+    if not shape or None in shape or shape[-1] % 4:
+        return ops.sum(ops.cast(mask, dtype))
+    if backend == "jax":
+        from jax import lax
+
+        grouped = ops.reshape(ops.cast(mask, "uint8"), (*shape[:-1], -1, 4))
+        words = lax.bitcast_convert_type(grouped, "uint32")
+        return ops.sum(ops.cast(lax.population_count(words), dtype))
+    if backend == "tensorflow":
         import tensorflow as tf
 
         words = tf.bitcast(tf.reshape(tf.cast(mask, tf.uint8), (-1, 4)), tf.uint32)

@@ -12,6 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 import ire_core
 import ire_jax
+from ire_jax._count import packed_count_true
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 2, reason="needs 2 devices: XLA_FLAGS was set after JAX started"
@@ -70,5 +71,5 @@ def test_packed_count_of_a_sharded_mask(spec):
     mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
     mask = np.random.default_rng(0).random((6, 16)) < 0.4
     placed = jax.device_put(jnp.asarray(mask), NamedSharding(mesh, spec))
-    count = jax.jit(lambda m: ire_core._xp.packed_count_true(m, jnp.int32))(placed)
+    count = jax.jit(lambda m: packed_count_true(m, jnp.int32))(placed)
     assert int(count) == int(mask.sum())

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ire_core import select_flat_mask
-from ire_core._xp import packed_count_true
 from ire_jax import exact_threshold
+from ire_jax._count import packed_count_true
 from ire_jax.threshold import SAMPLE_SIZE
 
 
