@@ -133,14 +133,21 @@ def select_flat_mask(
 
 
 def _select_traceably(xp, curvatures, k, previous, threshold_fn):
-    """Array operations only: runs under ``jax.jit`` with a traced γ."""
-    values, finite = selection_values(curvatures)
+    """Array operations only: runs under ``jax.jit`` with a traced γ.
+
+    A value is finite exactly when it is below +inf after
+    :func:`selection_values`, so finiteness is read from the values
+    themselves: one ``min`` per tensor, and no bool array per tensor to keep
+    (XLA's CPU backend would write each out in full before reducing it).
+    """
+    values, _ = selection_values(curvatures)
     tau = threshold_fn(values, k)
-    any_finite = xp.any(xp.stack([xp.any(f) for f in finite]))
+    minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
+    any_finite = xp.min(xp.stack(minima)) < math.inf if minima else xp.asarray(False)
     positive = k > 0
     mask = [
-        xp.where(any_finite, (v <= tau) & f & positive, prev)
-        for v, f, prev in zip(values, finite, previous)
+        xp.where(any_finite, (v <= tau) & (v < math.inf) & positive, prev)
+        for v, prev in zip(values, previous)
     ]
     return mask, tau
 

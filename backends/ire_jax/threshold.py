@@ -5,8 +5,9 @@ Non-negative floats (``+inf`` included) order like their bit patterns read as
 integers, so τ can be searched for in that integer range: each probe is one
 counting pass ``#{x <= pivot}`` over the values, and the count both narrows
 the bracket and tells how far the pivot was from rank k. The comparison's
-bools are counted four at a time (``ire_jax._count.packed_count_true``): XLA's
-CPU backend would otherwise write them out as int32 before summing.
+bools are counted four at a time and every pass runs over cache-sized slices (``ire_jax._reduce``): XLA's CPU
+backend would otherwise write the whole comparison out as int32 before
+summing it.
 
 The first two pivots come from a small sorted sample (the sample's k-th value
 and a bound a few standard errors past it); later pivots interpolate between
@@ -29,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._count import packed_count_true
+from ._reduce import packed_count_true, reduce_in_chunks
 
 __all__ = ["SAMPLE_SIZE", "exact_threshold"]
 
@@ -135,7 +136,10 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
 
     def count(key):
         pivot = _as_value(key, dtype)
-        return sum(packed_count_true(f <= pivot, counter) for f in flats)
+        return sum(
+            reduce_in_chunks(f, lambda x: packed_count_true(x <= pivot, counter), jnp.add)
+            for f in flats
+        )
 
     drawn = _sample(flats, n)
     m = drawn.shape[0]
@@ -200,12 +204,19 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
 
     def largest_up_to_hi():  # exactly k values are <= hi
         bound = _as_value(b.hi, dtype)
-        return jnp.max(jnp.stack([jnp.max(jnp.where(f <= bound, f, 0)) for f in flats]))
+
+        def largest(x):
+            return jnp.max(jnp.where(x <= bound, x, 0))
+
+        return jnp.max(jnp.stack([reduce_in_chunks(f, largest, jnp.maximum) for f in flats]))
 
     def smallest_above_lo():  # exactly k - 1 values are <= lo (lo = -1: none)
         bound = _as_value(jnp.maximum(b.lo, 0), dtype)
-        above = [(f > bound) | (b.lo < 0) for f in flats]
-        return jnp.min(jnp.stack([jnp.min(jnp.where(a, f, math.inf)) for f, a in zip(flats, above)]))
+
+        def smallest(x):
+            return jnp.min(jnp.where((x > bound) | (b.lo < 0), x, math.inf))
+
+        return jnp.min(jnp.stack([reduce_in_chunks(f, smallest, jnp.minimum) for f in flats]))
 
     return lax.cond(
         b.hi - b.lo <= 1,

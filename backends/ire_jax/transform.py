@@ -23,8 +23,8 @@ import optax
 import ire_core
 
 from . import estimators
-from ._count import packed_count_true
 from ._hyperparams import Hyperparams, lr_value, resolve
+from ._reduce import packed_count_true, reduce_in_chunks
 from .state import IREState
 
 __all__ = ["ire"]
@@ -116,6 +116,12 @@ def _init(hp: Hyperparams, inner: optax.GradientTransformationExtraArgs, params)
     )
 
 
+def _count_true(mask) -> jax.Array:
+    return reduce_in_chunks(
+        jnp.reshape(mask, (-1,)), lambda part: packed_count_true(part, _INT), jnp.add
+    )
+
+
 def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict):
     """(mask, curvature, threshold, flat_count, refreshes) after a refresh."""
     estimate = _estimate(hp, updates, params, key, feed)
@@ -145,7 +151,7 @@ def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict)
         jax.tree_util.tree_unflatten(treedef, selected.mask),
         curvature,
         jnp.asarray(selected.threshold).astype(state.threshold.dtype),
-        sum(packed_count_true(m, _INT) for m in selected.mask),
+        sum(_count_true(m) for m in selected.mask),
         state.refreshes + 1,
     )
 

@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 import ire_core
 import ire_jax
-from ire_jax._count import packed_count_true
+from ire_jax._reduce import packed_count_true
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 2, reason="needs 2 devices: XLA_FLAGS was set after JAX started"

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ire_jax
 from ire_core import select_flat_mask
 from ire_jax import exact_threshold
-from ire_jax._count import packed_count_true
+from ire_jax._reduce import packed_count_true, reduce_in_chunks
 from ire_jax.threshold import SAMPLE_SIZE
 
 
@@ -70,9 +71,12 @@ N = sum(int(np.prod(s)) for s in SHAPES)
 KINDS = ["mixed", "few distinct", "all equal", "mostly infinite", "wide", "smooth"]
 
 
+@pytest.mark.parametrize("chunk", [None, 1000], ids=["whole", "in-chunks"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_search_equals_a_sort_on_hard_distributions(dtype):
+def test_search_equals_a_sort_on_hard_distributions(dtype, chunk, monkeypatch):
     assert N > SAMPLE_SIZE  # the search, not the sort
+    if chunk is not None:  # every pass over the larger tensors in slices, with tails
+        monkeypatch.setattr(ire_jax._reduce, "CHUNK", chunk)
     threshold = jax.jit(exact_threshold)
     rng = np.random.default_rng(0)
     for kind in KINDS:
@@ -116,3 +120,14 @@ def test_packed_count_equals_a_sum(shape, density):
     expected = int(np.count_nonzero(np.asarray(mask)))
     assert int(packed_count_true(mask, jnp.int32)) == expected
     assert int(jax.jit(packed_count_true, static_argnums=1)(mask, jnp.int32)) == expected
+
+
+@pytest.mark.parametrize("n", [0, 5, 12, 13, 35])
+def test_reduce_in_chunks_equals_one_reduction(n):
+    x = jnp.asarray(np.random.default_rng(n).random(n), jnp.float32)
+    counted = reduce_in_chunks(x, lambda s: jnp.sum(s > 0.5, dtype=jnp.int32), jnp.add, chunk=6)
+    assert int(counted) == int(np.sum(np.asarray(x) > 0.5))
+    if n:
+        assert float(reduce_in_chunks(x, jnp.max, jnp.maximum, chunk=6)) == float(np.max(x))
+        jitted = jax.jit(lambda v: reduce_in_chunks(v, jnp.min, jnp.minimum, chunk=6))
+        assert float(jitted(x)) == float(np.min(x))

@@ -297,3 +297,16 @@ def test_kappa_follows_a_learning_rate_schedule():
         lr = float(schedule(t))
         flat.append(float(u[0]) / (-lr * 0.1))  # 1 + κ·lr/peak
     assert flat == pytest.approx([3.0, 2.5, 2.0])
+
+
+def test_flat_count_of_a_refresh_counted_in_chunks(monkeypatch):
+    # On the CPU the refresh counts its mask in slices (here of 16 values,
+    # with tails); the count is the mask's own.
+    monkeypatch.setattr(ire_jax._reduce, "CHUNK", 16)
+    rng = np.random.default_rng(3)
+    params = {"a": jnp.ones((9, 13)), "b": jnp.ones((37,))}
+    grads = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape)), params)
+    tx = ire_jax.ire(optax.sgd(0.1), flat_fraction=0.3)
+    _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    counted = sum(int(np.sum(np.asarray(m))) for m in jax.tree_util.tree_leaves(state.mask))
+    assert int(state.flat_count) == counted == int(0.3 * (9 * 13 + 37))
