@@ -46,4 +46,3 @@ def count_true(xp, mask, dtype):
     if hasattr(xp, "count_nonzero"):
         return xp.astype(xp.count_nonzero(mask), dtype)
     return xp.sum(xp.astype(mask, dtype))
-

@@ -5,9 +5,9 @@ Non-negative floats (``+inf`` included) order like their bit patterns read as
 integers, so τ can be searched for in that integer range: each probe is one
 counting pass ``#{x <= pivot}`` over the values, and the count both narrows
 the bracket and tells how far the pivot was from rank k. The comparison's
-bools are counted four at a time and every pass runs over cache-sized slices (``ire_jax._reduce``): XLA's CPU
-backend would otherwise write the whole comparison out as int32 before
-summing it.
+bools are counted four at a time, and on the CPU every pass runs over
+cache-sized slices (``ire_jax._reduce``): XLA's CPU backend would otherwise
+write the whole comparison out as int32 before summing it.
 
 The first two pivots come from a small sorted sample (the sample's k-th value
 and a bound a few standard errors past it); later pivots interpolate between

@@ -151,6 +151,7 @@ def _refresh(hp: Hyperparams, state: IREState, updates, params, key, feed: dict)
         jax.tree_util.tree_unflatten(treedef, selected.mask),
         curvature,
         jnp.asarray(selected.threshold).astype(state.threshold.dtype),
+        # Counted here in slices; ire_core's own count goes unused and jit drops it.
         sum(_count_true(m) for m in selected.mask),
         state.refreshes + 1,
     )
