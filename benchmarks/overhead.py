@@ -45,6 +45,7 @@ approximate ones.
 Usage::
 
     python -m benchmarks.overhead [--quick] [--backends torch,jax,keras] [--out DIR]
+                                  [--device cuda]
 """
 
 from __future__ import annotations
@@ -146,15 +147,19 @@ def _median_ms(values) -> float:
     return 1e3 * statistics.median(values)
 
 
-def _interleaved(steppers: dict, rounds: int, steps: int) -> dict:
+def _interleaved(steppers: dict, rounds: int, steps: int, sync=None) -> dict:
     """Seconds per step of each stepper, one median per stepper: each round
-    runs every stepper for ``steps`` steps in turn; round 0 is warm-up."""
+    runs every stepper for ``steps`` steps in turn; round 0 is warm-up.
+    ``sync()``, if given, waits for queued device work before each clock read."""
+    sync = sync or (lambda: None)
     times = {name: [] for name in steppers}
     for round_ in range(rounds + 1):
         for name, step in steppers.items():
+            sync()
             start = time.perf_counter()
             for _ in range(steps):
                 step()
+            sync()
             if round_ > 0:
                 times[name].append((time.perf_counter() - start) / steps)
     return times
@@ -252,8 +257,18 @@ class NaiveIRE:
         )
 
 
-def _torch_models(kind: str, spec, sz: Sizes):
-    """``(make_model, batch, criterion(logits, targets), logits_fn(model, batch, part))``."""
+def _torch_sync(device):
+    """Waits for ``device``'s queued kernels (a no-op on the CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
+def _torch_models(kind: str, spec, sz: Sizes, device="cpu"):
+    """``(make_model, batch, criterion(logits, targets), logits_fn(model, batch, part))``,
+    model and batch on ``device``."""
     import torch
     import torch.nn.functional as F
 
@@ -267,10 +282,10 @@ def _torch_models(kind: str, spec, sz: Sizes):
                 torch.nn.Linear(inputs, hidden), torch.nn.ReLU(),
                 torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
                 torch.nn.Linear(hidden, 10),
-            )
+            ).to(device)
 
-        batch = (torch.randn(sz.batch, inputs, generator=generator),
-                 torch.randint(0, 10, (sz.batch,), generator=generator))
+        batch = (torch.randn(sz.batch, inputs, generator=generator).to(device),
+                 torch.randint(0, 10, (sz.batch,), generator=generator).to(device))
 
         def logits(model, b, part):
             return model(b[0][: max(1, len(b[0]) // part)])
@@ -283,9 +298,10 @@ def _torch_models(kind: str, spec, sz: Sizes):
 
     def make():
         torch.manual_seed(0)
-        return TinyLlama(config)
+        return TinyLlama(config).to(device)
 
-    tokens = torch.randint(0, 256, (sz.lm_batch, config.seq_len + 1), generator=generator)
+    tokens = torch.randint(0, 256, (sz.lm_batch, config.seq_len + 1),
+                           generator=generator).to(device)
     batch = (tokens[:, :-1], tokens[:, 1:])
 
     def logits(model, b, part):
@@ -340,7 +356,7 @@ def _base_of(name: str) -> str:
     return FUSED_BASE if "fused=True" in name else "AdamW"
 
 
-def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
+def _torch_rows(sz: Sizes, threads: int, device="cpu") -> tuple[list[Row], list[dict]]:
     import torch
 
     torch.set_num_threads(threads)
@@ -350,12 +366,12 @@ def _torch_rows(sz: Sizes, threads: int) -> tuple[list[Row], list[dict]]:
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
         _progress(f"torch {kind}-{size}")
-        make, batch, criterion, logits = _torch_models(kind, spec, sz)
+        make, batch, criterion, logits = _torch_models(kind, spec, sz, device)
         variants = _torch_variants(make, batch, logits)
 
         steppers = {name: _stepper(model, opt, criterion, batch, reuse="forward reused" in name)
                     for name, (model, opt) in variants.items()}
-        times = _interleaved(steppers, sz.rounds, sz.steps)
+        times = _interleaved(steppers, sz.rounds, sz.steps, _torch_sync(device))
         base_model, base_opt = variants["AdamW"]
         params = sum(p.numel() for p in base_model.parameters())
         param_bytes = sum(p.numel() * p.element_size() for p in base_model.parameters())
@@ -456,7 +472,7 @@ def _fisher_agreement(label, make, batch, logits) -> dict:
     return result
 
 
-def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
+def _selection_rows(sz: Sizes, threads: int, device="cpu") -> list[dict]:
     """Global mask selection over ``sz.coordinates`` values vs one AdamW step."""
     import torch
 
@@ -468,8 +484,9 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
     n = sz.coordinates
     shapes = [(n // 10,)] * 10
     generator = torch.Generator().manual_seed(0)
-    curvature = [torch.rand(s, generator=generator).square_() for s in shapes]
-    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    curvature = [torch.rand(s, generator=generator).square_().to(device) for s in shapes]
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator).to(device))
+              for s in shapes]
     for p, h in zip(params, curvature):
         p.grad = h.clone()
     adamw = torch.optim.AdamW(params, lr=1e-3)
@@ -488,7 +505,7 @@ def _selection_rows(sz: Sizes, threads: int) -> list[dict]:
         "sampled threshold only": lambda: sampled(curvature, k),
         "histogram threshold only": lambda: histogram(curvature, k),
     }
-    times = _interleaved(runs, sz.rounds, 1)
+    times = _interleaved(runs, sz.rounds, 1, _torch_sync(device))
     base = times["AdamW step"]
     rows = []
     for name, values in times.items():
@@ -791,7 +808,7 @@ def format_agreement(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine_facts(threads: int) -> dict:
+def machine_facts(threads: int, device: str = "cpu") -> dict:
     """What the numbers depend on."""
     facts = {
         "python": platform.python_version(),
@@ -799,7 +816,12 @@ def machine_facts(threads: int) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
+        "torch_device": device,
     }
+    if device != "cpu":
+        import torch
+
+        facts["torch_device_name"] = torch.cuda.get_device_name(device)
     try:
         facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -813,9 +835,10 @@ def machine_facts(threads: int) -> dict:
 
 
 def run_overhead(quick: bool = False, backends=("torch", "jax", "keras"),
-                 threads: int = 2) -> dict:
+                 threads: int = 2, device: str = "cpu") -> dict:
     """Runs the benchmark; returns the rows, the selection timings, the
-    Fisher agreement and the machine facts."""
+    Fisher agreement and the machine facts. ``device`` is torch's (JAX and
+    Keras run on their default device)."""
     sz = sizes(quick)
     result = {"rows": [], "selection": [], "fisher_agreement": [], "skipped": {},
               "failed": {}}
@@ -825,15 +848,15 @@ def run_overhead(quick: bool = False, backends=("torch", "jax", "keras"),
             result["skipped"][backend] = missing
             continue
         if backend == "torch":
-            rows, agreement = _torch_rows(sz, threads)
+            rows, agreement = _torch_rows(sz, threads, device)
             result["rows"] += rows
             result["fisher_agreement"] = agreement
-            result["selection"] = _selection_rows(sz, threads)
+            result["selection"] = _selection_rows(sz, threads, device)
         elif backend == "jax":
             result["rows"] += _jax_rows(sz)
         else:
             result["rows"] += _keras_rows(sz, result["failed"])
-    result["machine"] = machine_facts(threads)
+    result["machine"] = machine_facts(threads, device)
     return result
 
 
@@ -858,6 +881,15 @@ def report(result: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _check_torch_device(parser, device: str) -> None:
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        parser.error(f"--device {device!r} is not usable by torch: {error}")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead",
                                      description=__doc__.split("\n\n")[0])
@@ -867,13 +899,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for overhead.md and overhead.json")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the torch rows, e.g. cuda (default cpu)")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for backend in backends:
         require_backend(backend)  # raises on unknown names
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    result = run_overhead(args.quick, backends, args.threads)
+    if "torch" in backends and args.device != "cpu":
+        _check_torch_device(parser, args.device)
+    result = run_overhead(args.quick, backends, args.threads, args.device)
     text = report(result)
     print(text, end="")
     if args.out is not None:

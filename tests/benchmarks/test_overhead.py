@@ -85,3 +85,9 @@ def test_files_written(quick_run):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend must be one of"):
         overhead.main(["--quick", "--backends", "torch,mxnet"])
+
+
+def test_unusable_torch_device_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        overhead.main(["--quick", "--backends", "torch", "--device", "nonsense"])
+    assert "--device 'nonsense' is not usable by torch" in capsys.readouterr().err
