@@ -8,8 +8,9 @@ under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
   ``partition``; on torch a window bracketed by a sample, searched the same
   way down to a small ``kthvalue`` (exact, with a full ``kthvalue`` as
-  fallback), and no concatenation of large tensors; elsewhere, and for a
-  traced k, a sort.
+  fallback), and no concatenation of large tensors (off the CPU, a sort of
+  the concatenation, up to 2^26 values); elsewhere, and for a traced k, a
+  sort.
   (``ire_jax`` and ``ire_keras`` bring their own exact thresholds, a
   jit-friendly search over the values' bit patterns, and use them by
   default.)
@@ -35,6 +36,8 @@ from ._xp import count_dtype, is_scalar, namespace
 
 # Torch: fewer values than this are ranked by one kthvalue over them all.
 _WINDOW_MIN_SIZE = 1 << 16
+# Torch off the CPU: up to this many values are ranked by one sort.
+_DEVICE_SORT_MAX_SIZE = 1 << 26
 # The sample that brackets the k-th value holds at most _WINDOW_SAMPLE values
 # and at most one in _WINDOW_SAMPLE_RATIO; the bracket reaches _WINDOW_SIGMAS
 # standard deviations of a sampled rank to either side.
@@ -95,11 +98,18 @@ def _torch_kth_smallest(xp, values: list, k: int):
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
     small tensors cost a few operations, not a few each. Every step is a
     tensor operation on the values' device; the host reads a few counts.
+
+    Off the CPU, up to ``_DEVICE_SORT_MAX_SIZE`` values are sorted whole
+    instead: a CUDA ``kthvalue`` ranks a slice with one thread block, and
+    each count the search reads waits for the device, while one sort keeps
+    the device busy and the host free (at 16 bytes per value, briefly).
     """
     n = sum(v.numel() for v in values)
     if k <= 0 or n == 0:
         return _infinity(xp, values[0])
     k = min(k, n)
+    if values[0].device.type != "cpu" and n <= _DEVICE_SORT_MAX_SIZE:
+        return xp.sort(xp.concat(values))[k - 1]
     if n < _WINDOW_MIN_SIZE:
         return xp.concat(values).kthvalue(k).values
     pieces = _pieces(xp, values)
