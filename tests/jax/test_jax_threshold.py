@@ -95,6 +95,22 @@ def test_search_equals_a_sort_on_hard_distributions(dtype, chunk, monkeypatch):
         assert float(threshold(tensors, jnp.asarray(0, dtype=jnp.int32))) == np.inf
 
 
+@pytest.mark.parametrize("backend, devices, sorts", [
+    ("cpu", 1, False), ("gpu", 1, True), ("gpu", 2, False), ("tpu", 1, True)])
+def test_a_single_accelerator_sorts_and_everything_else_searches(backend, devices, sorts,
+                                                                 monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(jax, "device_count", lambda: devices)
+    values = curvature(5, N).astype(np.float32)
+    tensors = [jnp.asarray(values[: N // 3]), jnp.asarray(values[N // 3 :])]
+    k = jnp.asarray(int(0.6 * N), dtype=jnp.int32)
+    threshold = lambda v, k: exact_threshold(v, k)  # noqa: E731 (a fresh trace: no cached one)
+    program = str(jax.make_jaxpr(threshold)(tensors, k))
+    assert ("sort[" in program and "while[" not in program) == sorts
+    assert ("while[" in program) == (not sorts)
+    assert float(jax.jit(threshold)(tensors, k)) == np.sort(values)[int(k) - 1]
+
+
 def test_search_selects_the_same_mask_as_numpy_under_jit():
     values = curvature(11, N)
     tensors = [jnp.asarray(values[:N // 3], jnp.float32), jnp.asarray(values[N // 3 :], jnp.float32)]
