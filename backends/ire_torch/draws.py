@@ -17,6 +17,7 @@ Arrays may be tensors, NumPy arrays or anything ``torch.as_tensor`` accepts.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -122,12 +123,30 @@ class Draws:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores what :meth:`state_dict` returned."""
+        """Restores what :meth:`state_dict` returned.
+
+        A generator saved on a device this process cannot use (a CUDA
+        checkpoint resumed on a machine without CUDA) cannot continue its
+        stream: a warning says so, and the draws start afresh from ``seed``
+        on the parameters' device. Everything else in the checkpoint loads.
+        """
         self.seed = int(state["seed"])
         self._generator = None
-        if state.get("generator") is not None:
-            self._generator = torch.Generator(device=torch.device(state["device"]))
-            self._generator.set_state(state["generator"].cpu())
+        if state.get("generator") is None:
+            return
+        device = torch.device(state["device"])
+        try:
+            generator = torch.Generator(device=device)
+        except RuntimeError as error:
+            warnings.warn(
+                f"the saved draws come from a torch.Generator on device {str(device)!r}, which "
+                f"cannot be created here ({str(error).split('.')[0]}); the probes and sampled "
+                f"labels restart from seed={self.seed} on the parameters' device",
+                RuntimeWarning, stacklevel=2,
+            )
+            return
+        generator.set_state(state["generator"].cpu())
+        self._generator = generator
 
 
 def _as_like(value, reference: torch.Tensor, name: str) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch_cases import assert_params_equal, batch, classifier, clone_params, train
 
-from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE
+from ire_torch import IRE, SAMIRE, SGDIRE, AdamWIRE, Draws
 
 TOTAL, SPLIT = 10, 4  # the split falls between two refreshes (interval 3)
 
@@ -139,3 +139,22 @@ def test_a_bare_base_state_dict_loads_with_fresh_ire_state():
     assert int(opt.state[next(model.parameters())]["step"]) == 3
     train(model, opt, x, y, 1)
     assert opt.mask_stats().step == 0
+
+
+def test_draws_saved_on_a_device_missing_here_restart_from_the_seed():
+    x, y = batch()
+    model = classifier()
+    opt = AdamWIRE(model.parameters(), lr=1e-2, estimator="fisher", interval=1, seed=3)
+    train(model, opt, x, y, 2)
+    state = opt.state_dict()
+    # A CUDA checkpoint on a machine without CUDA; "meta" has no generator anywhere.
+    state["ire"]["draws"]["device"] = "meta" if torch.cuda.is_available() else "cuda:0"
+    fresh = AdamWIRE(model.parameters(), lr=1e-2, estimator="fisher", interval=1, seed=0)
+    with pytest.warns(RuntimeWarning, match="restart from seed=3 on the parameters' device"):
+        fresh.load_state_dict(state)
+    assert fresh.ire_step == 2 and fresh.mask_stats() is not None
+    expected = Draws(seed=3).label_uniforms(0, (5,), torch.device("cpu"), torch.float32)
+    got = fresh._draws.label_uniforms(2, (5,), torch.device("cpu"), torch.float32)
+    assert torch.equal(got, expected)
+    train(model, fresh, x, y, 1)
+    assert fresh.mask_stats().step == 2
