@@ -56,6 +56,9 @@ _CHUNK = 1 << 18
 # slices of a multiple of 4096 coordinates start and end on unit boundaries,
 # so the kernel rounds every coordinate as it would on the whole tensor.
 _KERNEL_ALIGN = 1 << 12
+# Off the CPU, masks are turned into floats in a scratch buffer of at most
+# this many coordinates (16 MiB of float32) at a time.
+_DEVICE_SCRATCH = 1 << 22
 
 
 def _is_number(value) -> bool:
@@ -212,6 +215,40 @@ def _flat_parts(masks, *tensor_lists):
     return (*parts, [_as_bytes(masks[i]) for i in chosen])
 
 
+def _addcmul_flat_(targets, factors, flats, value, through_scratch: bool | None = None) -> None:
+    """``targets += value · factors ⊙ flats`` over lists of tensors, the flat
+    masks as 0/1 bytes.
+
+    A foreach kernel takes one launch per list only when every tensor has
+    the same dtype; with byte masks it falls back to a kernel per tensor. On
+    the CPU that fallback is what foreach does anyway. Elsewhere the masks
+    are first copied into a float scratch buffer (``_foreach_copy_`` converts
+    in one launch), at most ``_DEVICE_SCRATCH`` coordinates at a time, a
+    larger contiguous tensor in slices of that size; 0.0 and 1.0 multiply
+    exactly as the bytes do. ``through_scratch`` overrides the choice.
+    """
+    if not targets:
+        return
+    if through_scratch is None:
+        through_scratch = targets[0].device.type != "cpu"
+    if not through_scratch:
+        torch._foreach_addcmul_(targets, factors, flats, value=value)
+        return
+    pieces = [piece for triple in zip(targets, factors, flats)
+              for piece in _chunks(*triple, size=_DEVICE_SCRATCH)]
+    for group in _groups([piece[0].numel() for piece in pieces], _DEVICE_SCRATCH):
+        scratch = torch.empty(sum(pieces[j][0].numel() for j in group),
+                              dtype=targets[0].dtype, device=targets[0].device)
+        floats, offset = [], 0
+        for j in group:
+            shape = pieces[j][2].shape
+            floats.append(scratch[offset : offset + pieces[j][2].numel()].view(shape))
+            offset += pieces[j][2].numel()
+        torch._foreach_copy_(floats, [pieces[j][2] for j in group])
+        torch._foreach_addcmul_([pieces[j][0] for j in group], [pieces[j][1] for j in group],
+                                floats, value=value)
+
+
 def _masks(group_params, amplify, kappa):
     if not kappa:
         return [None] * len(group_params)
@@ -222,10 +259,11 @@ def _slice_size(align: int = 1) -> int:
     return max(align, _CHUNK // align * align)
 
 
-def _chunks(*tensors, align: int = 1):
+def _chunks(*tensors, align: int = 1, size: int | None = None):
     """Matching flat slices of ``tensors`` (``None`` entries stay ``None``),
     ``_CHUNK`` coordinates at a time; the tensors themselves when they are
-    small, not all contiguous, or not on the CPU.
+    small, not all contiguous, or not on the CPU. With ``size``, slices of
+    ``size`` coordinates on any device.
 
     A per-tensor step makes about ten passes over each operand; on a slice
     that fits in the CPU cache they cost a fraction of passes over a tensor
@@ -235,8 +273,9 @@ def _chunks(*tensors, align: int = 1):
     """
     present = [t for t in tensors if t is not None]
     n = present[0].numel()
-    size = _slice_size(align)
-    if (n <= size or present[0].device.type != "cpu"
+    anywhere = size is not None
+    size = size if anywhere else _slice_size(align)
+    if (n <= size or not (anywhere or present[0].device.type == "cpu")
             or not all(t.is_contiguous() for t in present)):
         yield tensors
         return
@@ -308,8 +347,7 @@ def _sgd_foreach(state, ps, masks, lr, momentum, dampening, weight_decay, nester
         grads = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
     torch._foreach_add_(ps, grads, alpha=-lr)
     targets, directions, flat = _flat_parts(masks, ps, grads)
-    if targets:
-        torch._foreach_addcmul_(targets, directions, flat, value=-lr * kappa)
+    _addcmul_flat_(targets, directions, flat, -lr * kappa)
 
 
 # -- Adam and AdamW -----------------------------------------------------------------
@@ -398,9 +436,7 @@ def _adam_foreach(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, deco
         if decoupled:
             torch._foreach_mul_(ps, 1 - lr * weight_decay)
             decayed, flat = _flat_parts(ms, ps)
-            if decayed:
-                torch._foreach_addcmul_(decayed, decayed, flat,
-                                        value=_decay_factor(lr, weight_decay, kappa))
+            _addcmul_flat_(decayed, decayed, flat, _decay_factor(lr, weight_decay, kappa))
         else:
             grads = torch._foreach_add(grads, ps, alpha=weight_decay)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -419,8 +455,7 @@ def _adam_foreach(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, deco
     torch._foreach_div_(denom, bias_correction2_sqrt)
     torch._foreach_add_(denom, eps)
     scaled, flat = _flat_parts(ms, denom)
-    if scaled:
-        torch._foreach_addcmul_(scaled, scaled, flat, value=-kappa / (1 + kappa))
+    _addcmul_flat_(scaled, scaled, flat, -kappa / (1 + kappa))
     torch._foreach_addcdiv_(ps, exp_avgs, denom, step_size)
 
 
@@ -431,8 +466,9 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     torch's own kernel takes every step, so every coordinate first gets the
     base update bit for bit. Amplified tensors go through the kernel in groups
     of about one slice (small tensors together, a large one a slice at a time
-    on the CPU): the group is copied to a scratch buffer before, and its flat
-    coordinates move a further κ·Δ after.
+    on the CPU; off the CPU, groups of up to ``_DEVICE_SCRATCH`` coordinates,
+    fewer launches): the group is copied to a scratch buffer before, and its
+    flat coordinates move a further κ·Δ after.
     """
     kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
     steps = [s["step"] for s in ss]
@@ -461,10 +497,12 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
                 flats.append(flat)
     if not pieces:
         return
-    size = _slice_size(_KERNEL_ALIGN)
-    scratch = torch.empty(max(size, *(piece[0].numel() for piece in pieces)),
+    size = _slice_size(_KERNEL_ALIGN) if ps[0].device.type == "cpu" else _DEVICE_SCRATCH
+    sizes = [piece[0].numel() for piece in pieces]
+    groups = _groups(sizes, size)
+    scratch = torch.empty(max(sum(sizes[j] for j in group) for group in groups),
                           dtype=ps[0].dtype, device=ps[0].device)
-    for group in _groups([piece[0].numel() for piece in pieces], size):
+    for group in groups:
         targets = [pieces[j][0] for j in group]
         befores, offset = [], 0
         for p in targets:
@@ -473,7 +511,7 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
         torch._foreach_copy_(befores, targets)
         run([pieces[j] for j in group])
         torch._foreach_sub_(befores, targets)  # −Δ
-        torch._foreach_addcmul_(targets, befores, [flats[j] for j in group], value=-kappa)
+        _addcmul_flat_(targets, befores, [flats[j] for j in group], -kappa)
 
 
 def _groups(sizes: Sequence[int], limit: int) -> list[list[int]]:

@@ -309,3 +309,34 @@ def test_a_fused_kernel_asked_to_unscale_is_left_to_torch():
     assert supports_fused_step(base)
     base.grad_scale = torch.tensor(2.0)
     assert not supports_fused_step(base)
+
+
+def test_masks_through_a_float_scratch_add_exactly_the_same(monkeypatch):
+    monkeypatch.setattr(fused_module, "_DEVICE_SCRATCH", 7)  # groups, and slices of (16,)
+    generator = torch.Generator().manual_seed(4)
+    shapes = [(3, 5), (7,), (2,), (16,), (4, 6)]
+    targets = [torch.randn(s, generator=generator) for s in shapes]
+    targets.append(torch.randn(6, 4, generator=generator).t())  # not contiguous: whole
+    factors = [torch.randn(t.shape, generator=generator) for t in targets]
+    flats = [(torch.rand(t.shape, generator=generator) < 0.5).view(torch.uint8)
+             for t in targets]
+    expected = [t.clone() for t in targets]
+    for t, f, m in zip(expected, factors, flats):
+        t.addcmul_(f, m, value=-0.3)
+    fused_module._addcmul_flat_(targets, factors, flats, -0.3, through_scratch=True)
+    assert all(torch.equal(t, e) for t, e in zip(targets, expected))
+
+
+@pytest.mark.parametrize("name", ["sgd-nesterov", "adamw-foreach-amsgrad", "adamw-fused-kernel"])
+def test_the_float_scratch_of_accelerators_walks_the_same_trajectory(name, monkeypatch):
+    x, y = _data()
+    model, opt = _make(name, fused=True)
+    _run(model, opt, 20, x, y)
+    direct = clone_params(model)
+    scratch = fused_module._addcmul_flat_
+    monkeypatch.setattr(fused_module, "_DEVICE_SCRATCH", 7)  # small groups, sliced tensors
+    monkeypatch.setattr(fused_module, "_addcmul_flat_",
+                        lambda *args: scratch(*args, through_scratch=True))
+    model, opt = _make(name, fused=True)
+    _run(model, opt, 20, x, y)
+    assert_params_equal(clone_params(model), direct)
