@@ -110,6 +110,9 @@ def _torch_kth_smallest(xp, values: list, k: int):
     k = min(k, n)
     if values[0].device.type != "cpu" and n <= _DEVICE_SORT_MAX_SIZE:
         return xp.sort(xp.concat(values))[k - 1]
+    whole = _one_tensor(values)
+    if whole is not None:
+        values = [whole]
     if n < _WINDOW_MIN_SIZE:
         return xp.concat(values).kthvalue(k).values
     pieces = _pieces(xp, values)
@@ -143,6 +146,24 @@ def _torch_kth_smallest(xp, values: list, k: int):
                 return window.kthvalue(rank).values
             return _torch_kth_smallest(xp, [window], rank)
     return xp.concat(values).kthvalue(k).values
+
+
+def _one_tensor(values: list):
+    """The 1-d torch tensors ``values`` as one tensor, without a copy, when
+    they lie end to end in one storage (as the views of one buffer that
+    ``ire_torch`` writes squared gradients into); else ``None``."""
+    sized = [v for v in values if v.numel() > 0]
+    if len(sized) < 2:
+        return None
+    first = sized[0]
+    start = offset = first.storage_offset()
+    pointer = first.untyped_storage().data_ptr()
+    for v in sized:
+        if (v.untyped_storage().data_ptr() != pointer or v.storage_offset() != offset
+                or v.dtype != first.dtype or v.stride() != (1,)):
+            return None
+        offset += v.numel()
+    return first.as_strided((offset - start,), (1,), start)
 
 
 def _pieces(xp, values: list) -> list:

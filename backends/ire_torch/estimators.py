@@ -76,8 +76,30 @@ def _require(fn, name, estimator, step):
     return fn
 
 
+def _squares(grads: list) -> list:
+    """:func:`ire_core.squared` of ``grads`` (widened), written into
+    consecutive views of one buffer when they share a device and a dtype.
+
+    The values are the same; the threshold then ranks the buffer as one
+    tensor instead of one tensor per parameter, without copying it
+    (:func:`ire_core.exact_threshold`).
+    """
+    grads = [_wide(g) for g in grads]
+    if len({(g.device, g.dtype) for g in grads}) != 1:
+        return ire_core.squared(grads)
+    buffer = torch.empty(sum(g.numel() for g in grads), dtype=grads[0].dtype,
+                         device=grads[0].device)
+    squares, offset = [], 0
+    for g in grads:
+        square = buffer[offset : offset + g.numel()].view(g.shape)
+        torch.mul(g, g, out=square)
+        squares.append(square)
+        offset += g.numel()
+    return squares
+
+
 def _gradient(inputs: CurvatureInputs) -> list:
-    return ire_core.squared([_wide(g) for g in inputs.grads])
+    return _squares(inputs.grads)
 
 
 def _fisher(inputs: CurvatureInputs) -> list:
@@ -102,7 +124,7 @@ def _fisher(inputs: CurvatureInputs) -> list:
         loss = F.cross_entropy(wide.reshape(-1, wide.shape[-1]), labels.reshape(-1).long())
         grads = torch.autograd.grad(loss, inputs.params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(inputs.params, grads)]
-    return ire_core.squared(inputs.sync.average([_wide(g) for g in grads]))
+    return _squares(inputs.sync.average([_wide(g) for g in grads]))
 
 
 def _hutchinson(inputs: CurvatureInputs) -> list:

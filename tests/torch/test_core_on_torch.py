@@ -225,3 +225,29 @@ def test_window_members_across_words_come_in_the_order_of_the_tensor():
     lower, upper = torch.tensor(3998.0), torch.tensor(4009.0)
     members = threshold_module._members(array_api_compat.torch, v, v < lower, v <= upper)
     assert members.tolist() == [float(x) for x in range(4009, 3997, -1)]
+
+
+@pytest.mark.parametrize("layout", ["end to end", "with a gap", "out of order", "other storage"])
+def test_views_lying_end_to_end_in_one_buffer_are_ranked_as_one_tensor(tiny_windows, layout,
+                                                                       monkeypatch):
+    generator = torch.Generator().manual_seed(12)
+    sizes = [300, 0, 41, 500, 7]
+    buffer = curvature_like(generator, sum(sizes) + 9)
+    values, offset = [], 0
+    for n in sizes:
+        values.append(buffer[offset : offset + n])
+        offset += n + (3 if layout == "with a gap" and n else 0)
+    if layout == "out of order":
+        values = values[::-1]
+    if layout == "other storage":
+        values[-1] = values[-1].clone()
+    pieces_seen = []
+    bracket = threshold_module._bracket
+
+    def spied_bracket(xp, pieces, total, k):
+        pieces_seen.append(len(pieces))
+        return bracket(xp, pieces, total, k)
+
+    monkeypatch.setattr(threshold_module, "_bracket", spied_bracket)
+    assert_exact([v.reshape(-1) for v in values], ranks_of(sum(sizes)))
+    assert (pieces_seen[0] == 1) == (layout == "end to end")
