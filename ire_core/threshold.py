@@ -109,7 +109,8 @@ def _torch_kth_smallest(xp, values: list, k: int):
         return _infinity(xp, values[0])
     k = min(k, n)
     if values[0].device.type != "cpu" and n <= _DEVICE_SORT_MAX_SIZE:
-        return xp.sort(xp.concat(values))[k - 1]
+        # A copy: an element of the sorted values would keep all of them alive.
+        return xp.sort(xp.concat(values))[k - 1].clone()
     whole = _one_tensor(values)
     if whole is not None:
         values = [whole]

@@ -100,6 +100,7 @@ def assert_exact(values, ranks):
     for k in ranks:
         tau = exact_threshold(values, k)
         assert tau.dtype == values[0].dtype
+        assert tau.untyped_storage().nbytes() == tau.element_size()  # kept: must hold no more
         assert tau.item() == kth_of_everything(values, k), k
     assert all(torch.equal(v, o) for v, o in zip(values, originals))  # read, never written
 

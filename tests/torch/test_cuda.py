@@ -190,6 +190,7 @@ def test_exact_threshold_on_the_device_is_the_kth_smallest(sizes, ties):
     for k in sorted({1, 2, len(ordered) // 3, len(ordered) - 1, len(ordered)}):
         tau = ire_core.exact_threshold(on_device, k)
         assert tau.device.type == "cuda"
+        assert tau.untyped_storage().nbytes() == tau.element_size()  # not a view of the sort
         assert float(tau) == ordered[k - 1], k
 
 
