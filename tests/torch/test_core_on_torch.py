@@ -186,18 +186,24 @@ def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
     assert_exact(values, ranks_of(1097))
 
 
-def test_many_tiny_tensors_beside_a_large_one_are_ranked_as_one_piece(tiny_windows, monkeypatch):
-    generator = torch.Generator().manual_seed(10)
-    values = [curvature_like(generator, n) for n in [3, 1, 0, 2, 5, 4] * 30]
-    values.append(curvature_like(generator, 900))
-    pieces_seen = []
+@pytest.fixture
+def pieces_seen(monkeypatch):
+    """The number of pieces each bracket of the windowed search was drawn from."""
+    seen = []
     bracket = threshold_module._bracket
 
     def spied_bracket(xp, pieces, total, k):
-        pieces_seen.append(len(pieces))
+        seen.append(len(pieces))
         return bracket(xp, pieces, total, k)
 
     monkeypatch.setattr(threshold_module, "_bracket", spied_bracket)
+    return seen
+
+
+def test_many_tiny_tensors_beside_a_large_one_are_ranked_as_one_piece(tiny_windows, pieces_seen):
+    generator = torch.Generator().manual_seed(10)
+    values = [curvature_like(generator, n) for n in [3, 1, 0, 2, 5, 4] * 30]
+    values.append(curvature_like(generator, 900))
     assert_exact(values, ranks_of(900 + 30 * 15))
     assert pieces_seen and pieces_seen[0] == 2
 
@@ -230,7 +236,7 @@ def test_window_members_across_words_come_in_the_order_of_the_tensor():
 
 @pytest.mark.parametrize("layout", ["end to end", "with a gap", "out of order", "other storage"])
 def test_views_lying_end_to_end_in_one_buffer_are_ranked_as_one_tensor(tiny_windows, layout,
-                                                                       monkeypatch):
+                                                                       pieces_seen):
     generator = torch.Generator().manual_seed(12)
     sizes = [300, 0, 41, 500, 7]
     buffer = curvature_like(generator, sum(sizes) + 9)
@@ -242,13 +248,5 @@ def test_views_lying_end_to_end_in_one_buffer_are_ranked_as_one_tensor(tiny_wind
         values = values[::-1]
     if layout == "other storage":
         values[-1] = values[-1].clone()
-    pieces_seen = []
-    bracket = threshold_module._bracket
-
-    def spied_bracket(xp, pieces, total, k):
-        pieces_seen.append(len(pieces))
-        return bracket(xp, pieces, total, k)
-
-    monkeypatch.setattr(threshold_module, "_bracket", spied_bracket)
     assert_exact([v.reshape(-1) for v in values], ranks_of(sum(sizes)))
     assert (pieces_seen[0] == 1) == (layout == "end to end")
