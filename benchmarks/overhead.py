@@ -885,9 +885,11 @@ def _check_torch_device(parser, device: str) -> None:
     import torch
 
     try:
-        torch.empty(0, device=device)
+        kind = torch.empty(0, device=device).device.type
     except (RuntimeError, AssertionError) as error:
         parser.error(f"--device {device!r} is not usable by torch: {error}")
+    if kind not in ("cpu", "cuda"):  # the timing waits for CUDA queues only
+        parser.error(f"--device must be cpu or a CUDA device, got {device!r}")
 
 
 def main(argv=None) -> dict:
@@ -900,7 +902,7 @@ def main(argv=None) -> dict:
                         help="directory for overhead.md and overhead.json")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu",
-                        help="torch device of the torch rows, e.g. cuda (default cpu)")
+                        help="torch device of the torch rows: cpu (default) or cuda[:N]")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for backend in backends:

@@ -91,3 +91,6 @@ def test_unusable_torch_device_is_refused(capsys):
     with pytest.raises(SystemExit):
         overhead.main(["--quick", "--backends", "torch", "--device", "nonsense"])
     assert "--device 'nonsense' is not usable by torch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        overhead.main(["--quick", "--backends", "torch", "--device", "meta"])
+    assert "--device must be cpu or a CUDA device, got 'meta'" in capsys.readouterr().err
