@@ -14,7 +14,10 @@ one side, and halve the bracket when a probe finds no value between it and an
 endpoint (ties). Curvature estimates take about 5–15 passes; heavy ties about
 as many as a bisection (one per bit). The search ends when a pivot lands next
 to rank k, and one reduction then reads τ. The result is exact and ``k`` may
-be a tensor. Models of at most :data:`SAMPLE_SIZE` coordinates are sorted.
+be a tensor. Models of at most :data:`SAMPLE_SIZE` coordinates are sorted,
+and on the JAX backend so are models of up to :data:`DEVICE_SORT_SIZE` on a
+single accelerator, where a sort is fast and every probe of the search is a
+loop iteration whose condition the host reads back (as in ``ire_jax``).
 
 It runs on every Keras backend, inside ``tf.function`` and ``jax.jit``
 (``keras.ops.while_loop``); ``IRE`` uses it on TensorFlow and JAX, where
@@ -40,12 +43,16 @@ from keras import ops
 
 from . import _xp
 
-__all__ = ["SAMPLE_SIZE", "exact_threshold"]
+__all__ = ["DEVICE_SORT_SIZE", "SAMPLE_SIZE", "exact_threshold"]
 
 #: The largest model that is sorted outright, and the smallest sample sorted
 #: to seed the search (the sample grows to 4 × this with the model: one value
 #: in 256).
 SAMPLE_SIZE = 4096
+
+#: The largest model sorted outright by JAX on one device that is not the CPU
+#: (sharded models are searched: a sort would gather them).
+DEVICE_SORT_SIZE = 1 << 26
 
 # After this many probes the search only halves its bracket (at most one more
 # probe per bit): a bound on the worst case.
@@ -87,13 +94,21 @@ def _exact_threshold(flats: list, k):
     if keras.backend.backend() == "tensorflow" and len(flats) > 1:
         # One tensor: a pass is then three kernels rather than three per weight.
         flats = [ops.concatenate(flats)]
-    if n <= SAMPLE_SIZE:
+    if n <= SAMPLE_SIZE or _sorts_on_one_accelerator(n):
         tau = _as_value(ops.take(_sorted_keys(flats), rank - 1), dtype)
     else:
         tau = _kth_smallest(flats, rank, n, dtype, counter)
     if isinstance(k, numbers.Number):
         return tau
     return ops.where(ops.convert_to_tensor(k) > 0, tau, infinity)
+
+
+def _sorts_on_one_accelerator(n: int) -> bool:
+    if n > DEVICE_SORT_SIZE or keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() != "cpu" and jax.device_count() == 1
 
 
 def _size(tensor) -> int:

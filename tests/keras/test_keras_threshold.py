@@ -87,6 +87,24 @@ def test_small_models_equal_a_sort(n, float64):
         assert float(numpy(got)) == ordered[k - 1]
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="the sort on one accelerator is the JAX backend's")
+@pytest.mark.parametrize("backend, devices, sorts", [
+    ("cpu", 1, False), ("gpu", 1, True), ("gpu", 2, False)])
+def test_jax_on_a_single_accelerator_sorts(backend, devices, sorts, monkeypatch):
+    import jax
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(jax, "device_count", lambda: devices)
+    values = _distribution("mixed", np.random.default_rng(3), N).astype(np.float32)
+    tensors = _tensors(values, SHAPES)
+    k = keras.ops.convert_to_tensor(int(0.6 * N), "int32")
+    threshold = lambda v, k: exact_threshold(v, k)  # noqa: E731 (a fresh trace: no cached one)
+    program = str(jax.make_jaxpr(threshold)(tensors, k))
+    assert ("sort[" in program and "while[" not in program) == sorts
+    assert ("while[" in program) == (not sorts)
+    assert float(numpy(jax.jit(threshold)(tensors, k))) == np.sort(values)[int(0.6 * N) - 1]
+
+
 @pytest.mark.parametrize("gamma", [0.05, 0.6, 1.0])
 def test_selected_mask_matches_numpy(gamma):
     values = _distribution("mixed", np.random.default_rng(1), N)
