@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -77,11 +76,11 @@ def _train(case, rank, world):
     return params, masks
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def _worker(rank, world, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world,
+    # A file rendezvous: no TCP port to pick, so none to lose to another process.
+    store = "file://" + os.path.join(out_dir, "rendezvous")
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=120))
     try:
         results = {case: _train(case, rank, world) for case in CASES}
@@ -90,14 +89,8 @@ def _worker(rank, world, port, out_dir):
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_ranks_agree_and_match_a_single_process(tmp_path):
-    mp.spawn(_worker, args=(WORLD, _free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(WORLD, str(tmp_path)), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for case in CASES:
         single_params, single_masks = _train(case, rank=0, world=1)
