@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from ._views import views_like
+
 __all__ = ["CurvatureSync"]
 
 
@@ -66,9 +68,6 @@ class CurvatureSync:
             flat = torch.cat([tensors[i].reshape(-1) for i in indices])
             dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.process_group)
             flat.div_(world)
-            offset = 0
-            for i in indices:
-                n = tensors[i].numel()
-                out[i] = flat[offset:offset + n].view_as(tensors[i])
-                offset += n
+            for i, view in zip(indices, views_like(flat, [tensors[i] for i in indices])):
+                out[i] = view
         return out

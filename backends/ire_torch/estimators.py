@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 import ire_core
 
+from ._views import views_like
 from .autodiff import hessian_diagonal, hessian_vector_products
 from .distributed import CurvatureSync
 from .draws import Draws
@@ -89,12 +90,9 @@ def _squares(grads: list) -> list:
         return ire_core.squared(grads)
     buffer = torch.empty(sum(g.numel() for g in grads), dtype=grads[0].dtype,
                          device=grads[0].device)
-    squares, offset = [], 0
-    for g in grads:
-        square = buffer[offset : offset + g.numel()].view(g.shape)
+    squares = views_like(buffer, grads)
+    for g, square in zip(grads, squares):
         torch.mul(g, g, out=square)
-        squares.append(square)
-        offset += g.numel()
     return squares
 
 

@@ -45,6 +45,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from ._views import views_like
+
 __all__ = ["fused_step", "supports_fused_step"]
 
 # Devices where torch.optim defaults to foreach kernels (foreach=None).
@@ -237,14 +239,11 @@ def _addcmul_flat_(targets, factors, flats, value, through_scratch: bool | None 
     pieces = [piece for triple in zip(targets, factors, flats)
               for piece in _chunks(*triple, size=_DEVICE_SCRATCH)]
     for group in _groups([piece[0].numel() for piece in pieces], _DEVICE_SCRATCH):
-        scratch = torch.empty(sum(pieces[j][0].numel() for j in group),
+        masks = [pieces[j][2] for j in group]
+        scratch = torch.empty(sum(m.numel() for m in masks),
                               dtype=targets[0].dtype, device=targets[0].device)
-        floats, offset = [], 0
-        for j in group:
-            shape = pieces[j][2].shape
-            floats.append(scratch[offset : offset + pieces[j][2].numel()].view(shape))
-            offset += pieces[j][2].numel()
-        torch._foreach_copy_(floats, [pieces[j][2] for j in group])
+        floats = views_like(scratch, masks)
+        torch._foreach_copy_(floats, masks)
         torch._foreach_addcmul_([pieces[j][0] for j in group], [pieces[j][1] for j in group],
                                 floats, value=value)
 
@@ -504,10 +503,7 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
                           dtype=ps[0].dtype, device=ps[0].device)
     for group in groups:
         targets = [pieces[j][0] for j in group]
-        befores, offset = [], 0
-        for p in targets:
-            befores.append(scratch[offset : offset + p.numel()].view(p.shape))
-            offset += p.numel()
+        befores = views_like(scratch, targets)
         torch._foreach_copy_(befores, targets)
         run([pieces[j] for j in group])
         torch._foreach_sub_(befores, targets)  # −Δ
