@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 
 def namespace(*arrays):
@@ -46,3 +47,17 @@ def count_true(xp, mask, dtype):
     if hasattr(xp, "count_nonzero"):
         return xp.astype(xp.count_nonzero(mask), dtype)
     return xp.sum(xp.astype(mask, dtype))
+
+
+def infinity_like(xp, like):
+    """+inf as a 0-d array of ``like``'s dtype, on its device."""
+    return xp.asarray(xp.inf, dtype=like.dtype, device=device(like))
+
+
+def coprime_step(n: int) -> int:
+    """A step near n/φ sharing no factor with n: ``(i·step) mod n`` visits
+    every index once and spreads any window of them over the whole tensor."""
+    step = max(1, round(n * 0.6180339887498949))
+    while math.gcd(step, n) != 1:
+        step += 1
+    return step

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from array_api_compat import device, is_numpy_namespace, is_torch_namespace
 
+from ._window import torch_flat_mask, torch_mask_at_most
 from ._xp import count_dtype, count_true, is_scalar, namespace, ranking_dtype
 from .threshold import exact_threshold
 
@@ -123,13 +124,16 @@ def select_flat_mask(
     xp = namespace(*curvatures)
     total = sum(math.prod(h.shape) for h in curvatures)
     k = flat_count(flat_fraction, total)
+    count = None
     if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
-        mask, tau = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
+        mask, tau, count = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
     else:
         if previous is None:
             previous = [xp.zeros_like(h, dtype=xp.bool) for h in curvatures]
         mask, tau = _select_traceably(xp, curvatures, k, previous, threshold_fn)
-    return FlatMask(mask, tau, _total_count(xp, mask, total))
+    if count is None:
+        return FlatMask(mask, tau, _total_count(xp, mask, total))
+    return FlatMask(mask, tau, xp.asarray(count, dtype=count_dtype(xp, total), device=device(tau)))
 
 
 def _select_traceably(xp, curvatures, k, previous, threshold_fn):
@@ -154,20 +158,39 @@ def _select_traceably(xp, curvatures, k, previous, threshold_fn):
 
 def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
     """The same rule with host decisions (NumPy, torch), in fewer passes:
-    values that are already magnitudes are ranked as they are, and one
-    reduction per tensor tells both that and whether any value is finite."""
+    values that are already magnitudes are ranked as they are, one
+    reduction per tensor tells both that and whether any value is finite,
+    and on torch the exact threshold's search writes the mask itself, and
+    checks the values as it goes (:func:`~ire_core._window.torch_flat_mask`).
+    Returns the mask, τ and the flat count, or ``None`` for a count not yet
+    made."""
+    exact_on_torch = threshold_fn is exact_threshold and is_torch_namespace(xp)
+    if exact_on_torch and k > 0:
+        # Searched values are checked by the search itself, without a pass of their own.
+        dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
+        found = torch_flat_mask([xp.astype(h, dtype, copy=False) for h in curvatures], k,
+                                check=True)
+        if found is not None and bool(found[1] < math.inf):
+            return found
     values, smallest = _magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     if smallest is None or not bool(smallest < infinity):
         if previous is None:
-            return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
-        return list(previous), infinity
+            return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity, None
+        return list(previous), infinity, None
     if k <= 0:
-        return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
-    tau = threshold_fn(values, k)
+        return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity, None
+    if exact_on_torch:
+        mask, tau, count = torch_flat_mask(values, k)
+    elif is_torch_namespace(xp):
+        tau = threshold_fn(values, k)
+        mask, count = torch_mask_at_most(values, tau)
+    else:
+        tau = threshold_fn(values, k)
+        mask, count = [v <= tau for v in values], None
     if bool(tau < infinity):
-        return [v <= tau for v in values], tau
-    return [v < infinity for v in values], tau
+        return mask, tau, count
+    return [v < infinity for v in values], tau, None
 
 
 def _magnitudes(xp, curvatures):

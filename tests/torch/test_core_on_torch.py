@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from ire_core import HistogramThreshold, exact_threshold, mask_statistics, select_flat_mask
-from ire_core import threshold as threshold_module
+from ire_core import _window as window_module
+from ire_core._window import torch_flat_mask, torch_mask_at_most
+from ire_core.threshold import SampledThreshold
 
 
 def large_values(seed, n):
@@ -27,12 +29,25 @@ def test_windowed_exact_threshold_matches_a_full_sort(fraction):
     assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
 
 
+@pytest.mark.parametrize("fraction", [1e-5, 0.6, 0.999])
+def test_the_mask_written_by_the_search_marks_every_value_up_to_the_kth(fraction):
+    values = large_values(4, 3 << 18)
+    values[1] = values[1].reshape(-1, 8)
+    result = select_flat_mask(values, fraction)
+    k = int(fraction * (3 << 18))
+    tau = torch.cat([v.reshape(-1) for v in values]).sort().values[k - 1]
+    assert result.threshold.item() == tau.item()
+    for m, v in zip(result.mask, values):
+        assert m.shape == v.shape and torch.equal(m, v <= tau)
+    assert int(result.flat_count) == sum(int((v <= tau).sum()) for v in values)
+
+
 def test_a_window_that_misses_the_kth_value_falls_back_to_the_exact_answer(monkeypatch):
     values = large_values(3, 1 << 18)
     everything = torch.cat(values)
     k = int(0.4 * everything.numel())
     # A sample of the largest values only: its bracket lies far above the k-th value.
-    monkeypatch.setattr(threshold_module, "_spread_sample",
+    monkeypatch.setattr(window_module, "_spread_sample",
                         lambda xp, v, size: v.sort().values[-max(1, v.numel() // 8):])
     assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
 
@@ -64,6 +79,21 @@ def test_low_precision_curvature_is_ranked_in_float32_and_masks_are_bool(dtype):
     assert float(mask_statistics(result.mask).flat_fraction) == 0.5
 
 
+def test_masks_written_through_float_slices_match_a_plain_comparison(monkeypatch):
+    monkeypatch.setattr(window_module, "_PASS_SIZE", 16)
+    generator = torch.Generator().manual_seed(13)
+    values = [torch.rand(10, 10, generator=generator).T, torch.rand(7, generator=generator),
+              torch.zeros(0), torch.rand(33, generator=generator, dtype=torch.float64)]
+    for tau in (torch.tensor(0.3), 0.55, torch.tensor(0.0), torch.tensor(float("inf"))):
+        mask, count = torch_mask_at_most(values, tau)
+        for m, v in zip(mask, values):
+            assert m.dtype == torch.bool and torch.equal(m, v <= tau)
+        assert count == sum(int((v <= tau).sum()) for v in values)
+    result = select_flat_mask(values, 0.4, threshold_fn=SampledThreshold(sample=64))
+    assert all(torch.equal(m, v <= result.threshold) for m, v in zip(result.mask, values))
+    assert int(result.flat_count) == sum(int(m.sum()) for m in result.mask)
+
+
 def test_selection_never_writes_to_the_curvature_passed_in():
     clean = torch.tensor([0.3, 0.0, 2.0, float("inf")])
     signed = torch.tensor([[float("nan"), -1.0], [0.5, -float("inf")]])
@@ -80,12 +110,14 @@ def test_selection_never_writes_to_the_curvature_passed_in():
 
 @pytest.fixture
 def tiny_windows(monkeypatch):
-    """The windowed search from 32 values on, with samples of a few values, so
-    that brackets, words, tails and fallbacks all occur on small tensors."""
-    monkeypatch.setattr(threshold_module, "_WINDOW_MIN_SIZE", 32)
-    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE", 64)
-    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE_RATIO", 4)
-    monkeypatch.setattr(threshold_module, "_PIECE_MIN_SIZE", 16)
+    """The windowed search from 32 values on, with samples of a few values and
+    passes over slices of 40 values, so that brackets, slices, words, tails
+    and fallbacks all occur on small tensors."""
+    monkeypatch.setattr(window_module, "_WINDOW_MIN_SIZE", 32)
+    monkeypatch.setattr(window_module, "_PASS_SIZE", 40)
+    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE", 64)
+    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 4)
+    monkeypatch.setattr(window_module, "_PIECE_MIN_SIZE", 16)
 
 
 def kth_of_everything(values, k):
@@ -96,12 +128,22 @@ def kth_of_everything(values, k):
 
 
 def assert_exact(values, ranks):
+    """``exact_threshold`` and ``torch_flat_mask`` against ``kthvalue`` over
+    everything, for each rank."""
     originals = [v.clone() for v in values]
     for k in ranks:
+        expected = kth_of_everything(values, k)
         tau = exact_threshold(values, k)
         assert tau.dtype == values[0].dtype
         assert tau.untyped_storage().nbytes() == tau.element_size()  # kept: must hold no more
-        assert tau.item() == kth_of_everything(values, k), k
+        assert tau.item() == expected, k
+        if k >= 1:
+            mask, tau, count = torch_flat_mask(values, k)
+            assert tau.item() == expected, k
+            for m, v in zip(mask, values):
+                assert m.dtype == torch.bool and m.shape == v.shape
+                assert torch.equal(m, v <= tau), k
+            assert count is None or count == sum(int(m.sum()) for m in mask), k
     assert all(torch.equal(v, o) for v, o in zip(values, originals))  # read, never written
 
 
@@ -147,16 +189,67 @@ def test_windowed_threshold_is_exact_on_large_blocks_of_ties(tiny_windows, block
 
 def test_a_bracket_of_equal_ends_is_counted_not_searched(tiny_windows, monkeypatch):
     # A sample of 500 values, itself ranked by one kthvalue.
-    monkeypatch.setattr(threshold_module, "_WINDOW_MIN_SIZE", 600)
-    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE", 1024)
-    monkeypatch.setattr(threshold_module, "_WINDOW_SAMPLE_RATIO", 2)
+    monkeypatch.setattr(window_module, "_WINDOW_MIN_SIZE", 600)
+    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE", 1024)
+    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 2)
     values = [torch.zeros(500), torch.ones(501)]
-    members = []
-    monkeypatch.setattr(threshold_module, "_members",
-                        lambda *args: members.append(args) or torch.zeros(0))
+    searched = []
+    monkeypatch.setattr(window_module, "_member_positions",
+                        lambda *args: searched.append(args) or torch.zeros(0, dtype=torch.int64))
     assert exact_threshold(values, 300).item() == 0.0
     assert exact_threshold(values, 800).item() == 1.0
-    assert members == []
+    mask, tau, count = torch_flat_mask(values, 300)
+    assert tau.item() == 0.0 and count == 500 and torch.equal(mask[0], torch.ones(500, dtype=torch.bool))
+    assert not mask[1].any()
+    assert searched == []
+
+
+def numpy_selection(values, fraction):
+    result = select_flat_mask([v.numpy() for v in values], fraction)
+    return [torch.from_numpy(np.asarray(m)) for m in result.mask], float(result.threshold)
+
+
+@pytest.mark.parametrize("position", [0, 5, 77, 130, 299, 511, 600])
+@pytest.mark.parametrize("bad", [float("nan"), -0.5, -float("inf")])
+def test_a_value_that_is_not_a_magnitude_anywhere_is_ranked_by_its_magnitude(
+        tiny_windows, position, bad):
+    generator = torch.Generator().manual_seed(position)
+    values = [curvature_like(generator, 300), curvature_like(generator, 301).reshape(7, 43)]
+    target, at = (values[0], position) if position < 300 else (values[1], position - 300)
+    target.view(-1)[at] = bad
+    for fraction in (0.1, 0.5, 0.9):
+        expected, tau = numpy_selection(values, fraction)
+        result = select_flat_mask(values, fraction)
+        assert result.threshold.item() == tau
+        for m, e in zip(result.mask, expected):
+            assert torch.equal(m, e)
+        assert int(result.flat_count) == sum(int(e.sum()) for e in expected)
+
+
+def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_windows, monkeypatch):
+    from ire_core import mask as mask_module
+
+    passes = []
+    magnitudes = mask_module._magnitudes
+    monkeypatch.setattr(mask_module, "_magnitudes",
+                        lambda xp, curvatures: passes.append(1) or magnitudes(xp, curvatures))
+    generator = torch.Generator().manual_seed(14)
+    clean = [curvature_like(generator, 500), curvature_like(generator, 90)]
+    select_flat_mask(clean, 0.4)
+    assert passes == []
+    signed = [v - 0.5 for v in clean]  # negative values in any sample
+    result = select_flat_mask(signed, 0.4)
+    assert passes == [1]
+    expected, _ = numpy_selection(signed, 0.4)
+    assert all(torch.equal(m, e) for m, e in zip(result.mask, expected))
+
+
+def test_values_none_of_them_finite_keep_the_previous_mask(tiny_windows):
+    values = [torch.full((200,), float("inf")), torch.full((50,), float("nan"))]
+    previous = [torch.rand(200) < 0.5, torch.rand(50) < 0.5]
+    result = select_flat_mask(values, 0.5, previous=previous)
+    assert all(m is p for m, p in zip(result.mask, previous))
+    assert result.threshold.item() == float("inf")
 
 
 def test_all_equal_values(tiny_windows):
@@ -175,12 +268,12 @@ def test_a_bracket_that_misses_on_either_side_falls_back_to_the_exact_answer(
         picked = max(1, v.numel() // 8)
         return ordered[-picked:] if side == "largest" else ordered[:picked]
 
-    monkeypatch.setattr(threshold_module, "_spread_sample", biased_sample)
+    monkeypatch.setattr(window_module, "_spread_sample", biased_sample)
     assert_exact(values, [100, 501, 900])
 
 
 def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
-    monkeypatch.setattr(threshold_module, "_WINDOW_SIGMAS", 50.0)
+    monkeypatch.setattr(window_module, "_WINDOW_SIGMAS", 50.0)
     generator = torch.Generator().manual_seed(9)
     values = [curvature_like(generator, 1001), curvature_like(generator, 96)]
     assert_exact(values, ranks_of(1097))
@@ -188,15 +281,15 @@ def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
 
 @pytest.fixture
 def pieces_seen(monkeypatch):
-    """The number of pieces each bracket of the windowed search was drawn from."""
+    """The number of pieces each sample of the windowed search was drawn from."""
     seen = []
-    bracket = threshold_module._bracket
+    sample = window_module._sample
 
-    def spied_bracket(xp, pieces, total, k):
+    def spied_sample(xp, pieces, total):
         seen.append(len(pieces))
-        return bracket(xp, pieces, total, k)
+        return sample(xp, pieces, total)
 
-    monkeypatch.setattr(threshold_module, "_bracket", spied_bracket)
+    monkeypatch.setattr(window_module, "_sample", spied_sample)
     return seen
 
 
@@ -209,29 +302,14 @@ def test_many_tiny_tensors_beside_a_large_one_are_ranked_as_one_piece(tiny_windo
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 64, 70])
-@pytest.mark.parametrize("bounds", [(0.3, 0.6), (None, 0.4), (0.7, None), (0.5, 0.5), (0.02, 0.98)])
-def test_window_members_are_found_word_by_word_with_a_tail(n, bounds):
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 0.9, 1.0])
+def test_window_members_are_found_word_by_word_with_a_tail(n, density):
     generator = torch.Generator().manual_seed(n)
-    base = torch.rand(2 * n, generator=generator)
-    base[::5] = 0.5
-    for v in (base[:n], base[::2]):  # contiguous and strided
-        lower, upper = (None if b is None else torch.tensor(b) for b in bounds)
-        under = v < lower if lower is not None else None
-        at_most = v <= upper if upper is not None else None
-        members = threshold_module._members(array_api_compat.torch, v, under, at_most)
-        inside = torch.ones_like(v, dtype=torch.bool)
-        if lower is not None:
-            inside &= v >= lower
-        if upper is not None:
-            inside &= v <= upper
-        assert torch.equal(members.sort().values, v[inside].sort().values)
-
-
-def test_window_members_across_words_come_in_the_order_of_the_tensor():
-    v = torch.arange(8 * 1000 + 3, dtype=torch.float32).flip(0)
-    lower, upper = torch.tensor(3998.0), torch.tensor(4009.0)
-    members = threshold_module._members(array_api_compat.torch, v, v < lower, v <= upper)
-    assert members.tolist() == [float(x) for x in range(4009, 3997, -1)]
+    window = torch.rand(n, generator=generator) < density
+    window[::7] = density > 0.5  # runs of equal words among the random ones
+    positions = window_module._member_positions(array_api_compat.torch, window)
+    assert positions.dtype == torch.int64
+    assert positions.tolist() == torch.nonzero(window)[:, 0].tolist()  # in increasing order
 
 
 @pytest.mark.parametrize("layout", ["end to end", "with a gap", "out of order", "other storage"])

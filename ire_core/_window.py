@@ -1,0 +1,360 @@
+"""The exact k-th smallest of torch tensors by a window bracketed by a
+sample, and the flat mask written during that search.
+
+:func:`~ire_core.threshold.exact_threshold` ranks torch tensors with
+:func:`torch_kth_smallest`; :func:`~ire_core.mask.select_flat_mask` takes
+τ and the mask together from :func:`torch_flat_mask`, and the mask of any
+other threshold from :func:`torch_mask_at_most`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from array_api_compat import device
+
+from ._xp import coprime_step, infinity_like, namespace
+
+# Torch: fewer values than this are ranked by one kthvalue over them all.
+_WINDOW_MIN_SIZE = 1 << 16
+# Torch off the CPU: up to this many values are ranked by one sort.
+_DEVICE_SORT_MAX_SIZE = 1 << 26
+# The sample that brackets the k-th value holds at most _WINDOW_SAMPLE values
+# and at most one in _WINDOW_SAMPLE_RATIO; the bracket reaches _WINDOW_SIGMAS
+# standard deviations of a sampled rank to either side.
+_WINDOW_SAMPLE = 1 << 16
+_WINDOW_SAMPLE_RATIO = 32
+_WINDOW_SIGMAS = 4.0
+# Tensors smaller than this are ranked together, as one concatenated piece.
+_PIECE_MIN_SIZE = 1 << 16
+# The search's passes run over slices of at most this many values, so that
+# its scratch buffers stay in the cache between passes (and at most 2^24, so
+# that a float32 sum of 0/1 entries counts them exactly).
+_PASS_SIZE = 1 << 20
+# Window members are looked for a word of bools at a time: 8 bools per int64.
+_WORD = 8
+
+
+def torch_kth_smallest(xp, values: list, k: int):
+    """Exact k-th smallest of 1-d torch tensors, without concatenating them.
+
+    A sample spread over all tensors brackets the k-th value between two of
+    its order statistics, ``lower <= upper`` (found by this same search).
+    Two comparisons per tensor count the values below the bracket and mark
+    those inside it; the marked values (1–2 % of them) are gathered
+    word by word (:func:`_member_positions`) and searched again, down to a
+    small ``kthvalue`` (:func:`_window_search`). Tensors smaller than
+    ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
+    small tensors cost a few operations, not a few each. Every step is a
+    tensor operation on the values' device; the host reads a few counts.
+
+    Off the CPU, up to ``_DEVICE_SORT_MAX_SIZE`` values are sorted whole
+    instead: a CUDA ``kthvalue`` ranks a slice with one thread block, and
+    each count the search reads waits for the device, while one sort keeps
+    the device busy and the host free (at 16 bytes per value, briefly).
+    """
+    n = sum(v.numel() for v in values)
+    if k <= 0 or n == 0:
+        return infinity_like(xp, values[0])
+    k = min(k, n)
+    if not _searched(values, n):
+        if values[0].device.type == "cpu":
+            return xp.concat(values).kthvalue(k).values
+        # A copy: an element of the sorted values would keep all of them alive.
+        return xp.sort(xp.concat(values))[k - 1].clone()
+    pieces = [piece for piece, _ in _layout(xp, values)]
+    return _window_search(xp, pieces, n, k)[0]
+
+
+def torch_flat_mask(values: list, k: int, check: bool = False):
+    """``(mask, τ, count)``: the mask ``v <= τ`` of the torch tensors
+    ``values`` for τ = their k-th smallest (1 <= k; values >= 0 or +inf, no
+    NaN), and the number of True entries (``None`` when not counted).
+
+    Where the windowed search ranks the values, the mask is written by the
+    search itself, in one bool buffer whose views take the values' shapes:
+    the comparison ``v < lower`` that counts the values below the window is
+    the mask, and the window's members at or below τ are set in it
+    afterwards. A selection then reads every value once, and counts nothing
+    again.
+
+    With ``check=True`` the values need not be magnitudes: the answer is
+    ``None`` unless the windowed search ranks them and they hold no negative
+    value, no NaN and at least one finite value. The search finds that out
+    from its sample and from the minimum of every slice it compares, so no
+    pass of its own reads the values first.
+
+    Example:
+      >>> import torch
+      >>> mask, tau, count = torch_flat_mask([torch.tensor([5.0, 1.0]), torch.tensor([3.0])], 2)
+      >>> [m.tolist() for m in mask], float(tau), count
+      ([[False, True], [True]], 3.0, 2)
+    """
+    xp = namespace(*values)
+    flat = [xp.reshape(v, (-1,)) for v in values]
+    n = sum(v.numel() for v in flat)
+    if not _searched(flat, n):
+        if check:
+            return None
+        tau = torch_kth_smallest(xp, flat, k)
+        mask, count = torch_mask_at_most(values, tau)
+        return mask, tau, count
+    k = min(k, n)
+    buffer = xp.empty((n,), dtype=xp.bool, device=device(values[0]))
+    mask = [buffer[:0].view(v.shape) if v.numel() == 0 else None for v in values]
+    pieces, outputs, offset = [], [], 0
+    for piece, indices in _layout(xp, flat):
+        pieces.append(piece)
+        outputs.append(buffer[offset : offset + piece.numel()])
+        for i in indices:
+            size = flat[i].numel()
+            mask[i] = buffer[offset : offset + size].view(values[i].shape)
+            offset += size
+    found = _window_search(xp, pieces, n, k, outputs, check)
+    return None if found is None else (mask, *found)
+
+
+def torch_mask_at_most(values: list, tau):
+    """``(mask, count)``: ``v <= τ`` for each of the torch tensors ``values``,
+    and the number of True entries (``None`` when not counted).
+
+    On the CPU each comparison writes 0/1 floats into a scratch buffer, in
+    slices of ``_PASS_SIZE``, which are summed to count and copied into the
+    bool mask: torch compares into floats and converts them to bools several
+    times faster than it compares into bools. Elsewhere: ``v <= τ``.
+
+    Example:
+      >>> import torch
+      >>> mask, count = torch_mask_at_most([torch.tensor([5.0, 1.0]), torch.tensor([3.0])], 3.0)
+      >>> [m.tolist() for m in mask], count
+      ([[False, True], [True]], 2)
+    """
+    if not values or values[0].device.type != "cpu":
+        return [v <= tau for v in values], None
+    xp = namespace(*values)
+    scratch = xp.empty((min(_PASS_SIZE, max(v.numel() for v in values)),), dtype=xp.float32)
+    mask, counts = [], []
+    for v in values:
+        m = xp.empty(v.shape, dtype=xp.bool)
+        flat = xp.reshape(v, (-1,))
+        for part, out in zip(xp.split(flat, _PASS_SIZE), xp.split(m.view(-1), _PASS_SIZE)):
+            at_most = xp.less_equal(part, tau, out=scratch[: part.numel()])
+            counts.append(xp.sum(at_most))
+            out.copy_(at_most)
+        mask.append(m)
+    return mask, _total(xp, counts)
+
+
+def _searched(values: list, n: int) -> bool:
+    """Whether the windowed search ranks these ``n`` values (else one
+    ``kthvalue``, or off the CPU one sort)."""
+    if values[0].device.type != "cpu" and n <= _DEVICE_SORT_MAX_SIZE:
+        return False
+    return n >= _WINDOW_MIN_SIZE
+
+
+def _layout(xp, values: list) -> list:
+    """The pieces the search ranks, each with the indices of the ``values``
+    lying end to end in it: all of them as one tensor when they share one
+    storage that way (:func:`_one_tensor`); else each tensor of at least
+    ``_PIECE_MIN_SIZE`` values, and the smaller ones concatenated into one."""
+    whole = _one_tensor(values)
+    if whole is not None:
+        return [(whole, [i for i, v in enumerate(values) if v.numel() > 0])]
+    large = [(v, [i]) for i, v in enumerate(values) if v.numel() >= _PIECE_MIN_SIZE]
+    small = [i for i, v in enumerate(values) if 0 < v.numel() < _PIECE_MIN_SIZE]
+    if len(small) > 1:
+        return large + [(xp.concat([values[i] for i in small]), small)]
+    return large + [(values[i], [i]) for i in small]
+
+
+def _window_search(xp, pieces: list, n: int, k: int, outputs: list | None = None,
+                   check: bool = False):
+    """``(τ, count)``: the k-th smallest of the 1-d ``pieces`` (``n`` values
+    in all, 1 <= k <= n), and, when ``outputs`` (one bool tensor per piece)
+    is given, ``v <= τ`` written into them and its number of True entries
+    (else ``None``). With ``check=True``: ``None`` where the values turn out
+    not to be magnitudes with a finite one among them (:func:`torch_flat_mask`).
+
+    The comparisons write 0/1 floats into scratch buffers, which are summed
+    to count and copied into bool masks: on the CPU, torch compares into a
+    float tensor and converts it to bools several times faster than it
+    compares into bools. A bracket whose ends are equal needs no window: its
+    values are only counted. A bracket that misses (rare; it only costs
+    time) falls back to ``kthvalue`` over everything.
+    """
+    sample = _sample(xp, pieces, n)
+    if check and not _magnitudes_only(xp, [sample]):
+        return None
+    lower, upper = _bracket(xp, sample, n, k)
+    if lower is None and upper is None:
+        return None if check else _by_kthvalue(xp, pieces, k, outputs)
+    pieces = [part for v in pieces for part in xp.split(v, _PASS_SIZE)]
+    if outputs is not None:
+        outputs = [part for output in outputs for part in xp.split(output, _PASS_SIZE)]
+    tied = lower is not None and upper is not None and bool(lower == upper)
+    largest, where = max(v.numel() for v in pieces), device(pieces[0])
+    unders, at_mosts = (xp.empty((largest,), dtype=xp.float32, device=where) for _ in range(2))
+    window_mask = None if tied else xp.empty((largest,), dtype=xp.bool, device=where)
+    below, inside, positions, members, minima = [], [], [], [], []
+    for i, v in enumerate(pieces):
+        size = v.numel()
+        if check:  # read first, so that the comparisons find the slice in the cache
+            minima.append(xp.min(v))
+        under = None if lower is None else xp.less(v, lower, out=unders[:size])
+        at_most = None if upper is None else xp.less_equal(v, upper, out=at_mosts[:size])
+        if under is not None:
+            below.append(xp.sum(under))
+        if outputs is not None:  # the mask: v < lower, or v <= upper when tied
+            if tied:
+                outputs[i].copy_(at_most)
+            elif under is not None:
+                outputs[i].copy_(under)
+            else:
+                outputs[i].zero_()
+        if tied:  # the window holds copies of one value: count them
+            inside.append(xp.sum(at_most) - below[-1])
+            continue
+        if under is None:
+            inside_window = at_most
+        elif at_most is None:
+            inside_window = under.neg_().add_(1)
+        else:
+            inside_window = at_most.sub_(under)
+        positions.append(_member_positions(xp, window_mask[:size].copy_(inside_window)))
+        members.append(v.index_select(0, positions[-1]))
+    if check and not _magnitudes_only(xp, minima):
+        return None
+    below = _total(xp, below)
+    rank = k - below
+    if tied:
+        inside = _total(xp, inside)
+        if 1 <= rank <= inside:
+            return lower, (below + inside if outputs is not None else None)
+        return _by_kthvalue(xp, pieces, k, outputs)
+    window = xp.concat(members)
+    if not 1 <= rank <= window.numel():
+        return _by_kthvalue(xp, pieces, k, outputs)
+    if 2 * window.numel() > n:  # a bracket that hardly narrowed
+        tau = window.kthvalue(rank).values
+    else:
+        tau = torch_kth_smallest(xp, [window], rank)
+    if outputs is None:
+        return tau, None
+    flat = window <= tau
+    # The members are >= lower, so their entries in the mask still read False.
+    for output, at, flags in zip(outputs, positions, xp.split(flat, [p.numel() for p in positions])):
+        output.index_put_((at,), flags)
+    return tau, below + int(xp.count_nonzero(flat))
+
+
+def _total(xp, counts: list) -> int:
+    """The sum of 0-d float32 counts, each exact (of at most ``_PASS_SIZE``
+    0/1 entries), as a Python int."""
+    if not counts:
+        return 0
+    return int(xp.sum(xp.astype(xp.stack(counts), xp.int64)))
+
+
+def _by_kthvalue(xp, pieces: list, k: int, outputs: list | None):
+    """:func:`_window_search`'s answer from one ``kthvalue`` over everything."""
+    tau = xp.concat(pieces).kthvalue(k).values
+    if outputs is None:
+        return tau, None
+    return tau, sum(int(xp.count_nonzero(xp.less_equal(v, tau, out=output)))
+                    for v, output in zip(pieces, outputs))
+
+
+def _one_tensor(values: list):
+    """The 1-d torch tensors ``values`` as one tensor, without a copy, when
+    they lie end to end in one storage (as the views of one buffer that
+    ``ire_torch`` writes squared gradients into); else ``None``."""
+    sized = [v for v in values if v.numel() > 0]
+    if len(sized) < 2:
+        return None
+    first = sized[0]
+    start = offset = first.storage_offset()
+    pointer = first.untyped_storage().data_ptr()
+    for v in sized:
+        if (v.untyped_storage().data_ptr() != pointer or v.storage_offset() != offset
+                or v.dtype != first.dtype or v.stride() != (1,)):
+            return None
+        offset += v.numel()
+    return first.as_strided((offset - start,), (1,), start)
+
+
+def _magnitudes_only(xp, minima: list) -> bool:
+    """Whether the smallest of ``minima`` (0-d tensors) is >= 0 and finite:
+    then the values they are the minima of hold no NaN, no negative value,
+    and a finite one."""
+    smallest = xp.min(xp.stack(minima))
+    return bool((smallest >= 0) & (smallest < math.inf))
+
+
+def _sample(xp, pieces: list, total: int):
+    """The values that bracket the k-th smallest: ``_WINDOW_SAMPLE`` of the
+    ``total`` (at most one in ``_WINDOW_SAMPLE_RATIO``), spread over the
+    pieces in proportion to their sizes."""
+    size = min(_WINDOW_SAMPLE, total // _WINDOW_SAMPLE_RATIO)
+    return xp.concat([_spread_sample(xp, v, round(size * v.numel() / total)) for v in pieces])
+
+
+def _bracket(xp, sample, total: int, k: int):
+    """Two order statistics of a ``sample`` of ``total`` values,
+    ``lower <= upper``, that hold the k-th smallest of all between them but
+    for a chance of about 1e-4 (``_WINDOW_SIGMAS``); ``None`` for a side
+    beyond the sample's range."""
+    m = sample.numel()
+    q = k / total
+    margin = _WINDOW_SIGMAS * math.sqrt(q * (1.0 - q) / m) + 2.0 / m
+    lo_rank, hi_rank = math.floor((q - margin) * m), math.ceil((q + margin) * m)
+    if lo_rank < 1:
+        return None, (torch_kth_smallest(xp, [sample], hi_rank) if hi_rank <= m else None)
+    lower = torch_kth_smallest(xp, [sample], lo_rank)
+    if hi_rank > m:
+        return lower, None
+    # The upper end from the values above the lower one: a second selection
+    # over about 1 - q of the sample, not all of it.
+    above = sample[sample > lower]
+    rank = hi_rank - (m - above.numel())
+    return lower, (lower if rank <= 0 else torch_kth_smallest(xp, [above], rank))
+
+
+def _member_positions(xp, window):
+    """The positions, in increasing order, of the True entries of the 1-d
+    bool mask ``window`` (a window's few members), which starts its storage.
+
+    Scanning one bool per value for the few members is slow. The mask is
+    read as int64 words of ``_WORD`` bools instead: the words that hold a
+    member are found among ``_WORD`` times fewer entries, and only their
+    bools are scanned. A tail of fewer than ``_WORD`` bools is scanned
+    directly, and so is a window that fills most words.
+    """
+    n = window.numel()
+    whole = n - n % _WORD
+    words = window[:whole].view(xp.int64)
+    rows = xp.nonzero(words)[0]
+    if 2 * rows.shape[0] > words.shape[0]:  # a wide window: scan every bool
+        positions = xp.nonzero(window[:whole])[0]
+    else:
+        hits = xp.nonzero(words.index_select(0, rows).view(xp.bool))[0]
+        shift = _WORD.bit_length() - 1
+        positions = (rows.index_select(0, hits >> shift) << shift) | (hits & (_WORD - 1))
+    if whole == n:
+        return positions
+    return xp.concat([positions, whole + xp.nonzero(window[whole:])[0]])
+
+
+def _spread_sample(xp, v, size: int):
+    """``size`` values of the 1-d tensor ``v`` (at least one, at most all),
+    at golden-ratio spread positions."""
+    n = v.numel()
+    return v.index_select(0, _spread_positions(xp, n, min(n, max(1, size)), device(v)))
+
+
+@functools.lru_cache(maxsize=256)
+def _spread_positions(xp, n: int, m: int, where):
+    """m golden-ratio spread positions among n, made once per size and
+    device."""
+    return xp.arange(m, device=where) * coprime_step(n) % n
