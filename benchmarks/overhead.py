@@ -40,7 +40,7 @@ multiple of the parameter bytes).
 A second table times the global flat-mask selection over ``--coordinates``
 values against one AdamW step over the same number of parameters, for the
 exact, sampled and histogram thresholds, with the flat-count deviation of the
-approximate ones.
+approximate ones; each row is interleaved with the AdamW step alone.
 
 Usage::
 
@@ -474,7 +474,13 @@ def _fisher_agreement(label, make, batch, logits) -> dict:
 
 
 def _selection_rows(sz: Sizes, threads: int, device="cpu") -> list[dict]:
-    """Global mask selection over ``sz.coordinates`` values vs one AdamW step."""
+    """Global mask selection over ``sz.coordinates`` values vs one AdamW step.
+
+    Each row is interleaved with the AdamW step alone, round by round: in
+    rounds shared by all rows, the rows next to the histogram threshold (and
+    its large temporaries) ran up to 40 % slower, and AdamW itself took
+    10–17 ms depending on which row ran before it.
+    """
     import torch
 
     import ire_core
@@ -494,12 +500,15 @@ def _selection_rows(sz: Sizes, threads: int, device="cpu") -> list[dict]:
         p.grad = h.clone()
     adamw = torch.optim.AdamW(params, lr=1e-3)
     adamw.step()
-    fused = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    # Parameters of its own: stepping the same ones made the next AdamW step 2x slower.
+    fused_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, h in zip(fused_params, curvature):
+        p.grad = h.clone()
+    fused = torch.optim.AdamW(fused_params, lr=1e-3, fused=True)
     fused.step()
     k = ire_core.flat_count(GAMMA, n)
     sampled, histogram = SampledThreshold(), ire_core.HistogramThreshold()
     runs = {
-        "AdamW step": adamw.step,
         "AdamW step, fused=True": fused.step,
         "select_flat_mask, exact": lambda: ire_core.select_flat_mask(curvature, GAMMA),
         "select_flat_mask, exact, one buffer": lambda: ire_core.select_flat_mask(
@@ -510,20 +519,24 @@ def _selection_rows(sz: Sizes, threads: int, device="cpu") -> list[dict]:
         "sampled threshold only": lambda: sampled(curvature, k),
         "histogram threshold only": lambda: histogram(curvature, k),
     }
-    times = _interleaved(runs, sz.selection_rounds, 1, _torch_sync(device))
-    base = times["AdamW step"]
-    rows = []
-    for name, values in times.items():
+    adamw_times, rows = [], []
+    for name, run in runs.items():
+        times = _interleaved({"AdamW step": adamw.step, name: run}, sz.selection_rounds, 1,
+                             _torch_sync(device))
+        adamw_times += times["AdamW step"]
         deviation = None
         if "sampled" in name or "histogram" in name:
             tau = (sampled if "sampled" in name else histogram)(curvature, k)
             deviation = (sum(int((h <= tau).sum()) for h in curvature) - k) / n
         rows.append({
-            "what": name, "coordinates": n, "ms": _median_ms(values),
-            "ratio_to_adamw": statistics.median(v / b for v, b in zip(values, base)),
+            "what": name, "coordinates": n, "ms": _median_ms(times[name]),
+            "ratio_to_adamw": statistics.median(
+                v / b for v, b in zip(times[name], times["AdamW step"])),
             "flat_count_deviation": deviation,
         })
-    return rows
+    adamw_row = {"what": "AdamW step", "coordinates": n, "ms": _median_ms(adamw_times),
+                 "ratio_to_adamw": 1.0, "flat_count_deviation": None}
+    return [adamw_row, *rows]
 
 
 # -- JAX -------------------------------------------------------------------------

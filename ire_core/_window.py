@@ -41,8 +41,8 @@ def torch_kth_smallest(xp, values: list, k: int):
 
     A sample spread over all tensors brackets the k-th value between two of
     its order statistics, ``lower <= upper`` (found by this same search).
-    Two comparisons per tensor count the values below the bracket and mark
-    those inside it; the marked values (1–2 % of them) are gathered
+    Two comparisons per slice of at most ``_PASS_SIZE`` values count the
+    values below the bracket and mark those inside it; the marked values (1–2 % of them) are gathered
     word by word (:func:`_member_positions`) and searched again, down to a
     small ``kthvalue`` (:func:`_window_search`). Tensors smaller than
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
@@ -76,8 +76,8 @@ def torch_flat_mask(values: list, k: int, check: bool = False):
     search itself, in one bool buffer whose views take the values' shapes:
     the comparison ``v < lower`` that counts the values below the window is
     the mask, and the window's members at or below τ are set in it
-    afterwards. A selection then reads every value once, and counts nothing
-    again.
+    afterwards. A selection then brings every value from memory once (each
+    slice's passes find it in the cache), and counts nothing again.
 
     With ``check=True`` the values need not be magnitudes: the answer is
     ``None`` unless the windowed search ranks them and they hold no negative
