@@ -84,12 +84,6 @@ def torch_flat_mask(values: list, k: int, check: bool = False):
     value, no NaN and at least one finite value. The search finds that out
     from its sample and from the minimum of every slice it compares, so no
     pass of its own reads the values first.
-
-    Example:
-      >>> import torch
-      >>> mask, tau, count = torch_flat_mask([torch.tensor([5.0, 1.0]), torch.tensor([3.0])], 2)
-      >>> [m.tolist() for m in mask], float(tau), count
-      ([[False, True], [True]], 3.0, 2)
     """
     xp = namespace(*values)
     flat = [xp.reshape(v, (-1,)) for v in values]
@@ -123,12 +117,6 @@ def torch_mask_at_most(values: list, tau):
     slices of ``_PASS_SIZE``, which are summed to count and copied into the
     bool mask: torch compares into floats and converts them to bools several
     times faster than it compares into bools. Elsewhere: ``v <= τ``.
-
-    Example:
-      >>> import torch
-      >>> mask, count = torch_mask_at_most([torch.tensor([5.0, 1.0]), torch.tensor([3.0])], 3.0)
-      >>> [m.tolist() for m in mask], count
-      ([[False, True], [True]], 2)
     """
     if not values or values[0].device.type != "cpu":
         return [v <= tau for v in values], None
