@@ -272,6 +272,26 @@ def test_a_bracket_that_misses_on_either_side_falls_back_to_the_exact_answer(
     assert_exact(values, [100, 501, 900])
 
 
+def test_a_bracket_that_misses_once_is_drawn_again_twice_as_wide(tiny_windows, monkeypatch):
+    generator = torch.Generator().manual_seed(15)
+    values = [curvature_like(generator, 700), curvature_like(generator, 301)]
+    bracket, sigmas = window_module._bracket, []
+
+    def missing_first(xp, sample, total, k, wide):
+        sigmas.append(wide)
+        if len(sigmas) == 1:  # the largest sampled value twice: far above rank k
+            return sample.max(), sample.max()
+        return bracket(xp, sample, total, k, wide)
+
+    monkeypatch.setattr(window_module, "_bracket", missing_first)
+    monkeypatch.setattr(window_module, "_by_kthvalue", None)  # must not be reached
+    mask, tau, count = torch_flat_mask(values, 400)
+    assert tau.item() == kth_of_everything(values, 400)
+    assert all(torch.equal(m, v <= tau) for m, v in zip(mask, values))
+    assert count == 400
+    assert sigmas[:2] == [window_module._WINDOW_SIGMAS, 2 * window_module._WINDOW_SIGMAS]
+
+
 def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
     monkeypatch.setattr(window_module, "_WINDOW_SIGMAS", 50.0)
     generator = torch.Generator().manual_seed(9)
