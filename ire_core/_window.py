@@ -43,9 +43,10 @@ def torch_kth_smallest(xp, values: list, k: int):
     A sample spread over all tensors brackets the k-th value between two of
     its order statistics, ``lower <= upper`` (found by this same search).
     Two comparisons per slice of at most ``_PASS_SIZE`` values count the
-    values below the bracket and mark those inside it; the marked values (1–2 % of them) are gathered
-    word by word (:func:`_member_positions`) and searched again, down to a
-    small ``kthvalue`` (:func:`_window_search`). Tensors smaller than
+    values below the bracket and mark those inside it; the marked values
+    (about 1 % of them) are gathered word by word
+    (:func:`_member_positions`) and searched again, down to a small
+    ``kthvalue`` (:func:`_window_search`). Tensors smaller than
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
     small tensors cost a few operations, not a few each. Every step is a
     tensor operation on the values' device; the host reads a few counts.
