@@ -123,17 +123,27 @@ def torch_mask_at_most(values: list, tau):
     if not values or values[0].device.type != "cpu":
         return [v <= tau for v in values], None
     xp = namespace(*values)
-    scratch = xp.empty((min(_PASS_SIZE, max(v.numel() for v in values)),), dtype=xp.float32)
-    mask, counts = [], []
-    for v in values:
-        m = xp.empty(v.shape, dtype=xp.bool)
-        flat = xp.reshape(v, (-1,))
-        for part, out in zip(xp.split(flat, _PASS_SIZE), xp.split(m.view(-1), _PASS_SIZE)):
+    mask = [xp.empty(v.shape, dtype=xp.bool) for v in values]
+    count = _write_at_most(xp, [xp.reshape(v, (-1,)) for v in values],
+                           [m.view(-1) for m in mask], tau)
+    return mask, count
+
+
+def _write_at_most(xp, values: list, outputs: list, tau) -> int:
+    """Writes ``v <= τ`` for the 1-d ``values`` into the 1-d bool ``outputs``
+    through a float scratch buffer, a slice of at most ``_PASS_SIZE`` at a
+    time, and returns the number of True entries."""
+    if not values:
+        return 0
+    largest = max(v.numel() for v in values)
+    scratch = xp.empty((min(_PASS_SIZE, largest),), dtype=xp.float32, device=device(values[0]))
+    counts = []
+    for v, output in zip(values, outputs):
+        for part, out in zip(xp.split(v, _PASS_SIZE), xp.split(output, _PASS_SIZE)):
             at_most = xp.less_equal(part, tau, out=scratch[: part.numel()])
             counts.append(xp.sum(at_most))
             out.copy_(at_most)
-        mask.append(m)
-    return mask, _total(xp, counts)
+    return _total(xp, counts)
 
 
 def _searched(values: list, n: int) -> bool:
@@ -258,10 +268,7 @@ def _total(xp, counts: list) -> int:
 def _by_kthvalue(xp, pieces: list, k: int, outputs: list | None):
     """:func:`_window_search`'s answer from one ``kthvalue`` over everything."""
     tau = xp.concat(pieces).kthvalue(k).values
-    if outputs is None:
-        return tau, None
-    return tau, sum(int(xp.count_nonzero(xp.less_equal(v, tau, out=output)))
-                    for v, output in zip(pieces, outputs))
+    return tau, (None if outputs is None else _write_at_most(xp, pieces, outputs, tau))
 
 
 def _one_tensor(values: list):
