@@ -9,7 +9,6 @@ other threshold from :func:`torch_mask_at_most`.
 
 from __future__ import annotations
 
-import functools
 import math
 
 from array_api_compat import device
@@ -355,11 +354,5 @@ def _spread_sample(xp, v, size: int):
     """``size`` values of the 1-d tensor ``v`` (at least one, at most all),
     at golden-ratio spread positions."""
     n = v.numel()
-    return v.index_select(0, _spread_positions(xp, n, min(n, max(1, size)), device(v)))
-
-
-@functools.lru_cache(maxsize=256)
-def _spread_positions(xp, n: int, m: int, where):
-    """m golden-ratio spread positions among n, made once per size and
-    device."""
-    return xp.arange(m, device=where) * coprime_step(n) % n
+    m = min(n, max(1, size))
+    return v.index_select(0, xp.arange(m, device=device(v)) * coprime_step(n) % n)
