@@ -24,8 +24,10 @@ from .config import ESTIMATORS, IREConfig
 from .curvature import blend, hutchinson, sample_labels, squared
 from .mask import (
     FlatMask,
+    FlatThreshold,
     MaskStats,
     flat_count,
+    mask_at_threshold,
     mask_statistics,
     select_flat_mask,
     selection_values,
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ESTIMATORS",
     "FlatMask",
+    "FlatThreshold",
     "HistogramThreshold",
     "IREConfig",
     "MaskStats",
@@ -56,6 +59,7 @@ __all__ = [
     "is_active",
     "is_refresh_step",
     "kappa_at",
+    "mask_at_threshold",
     "mask_statistics",
     "sam_perturbation",
     "sample_labels",

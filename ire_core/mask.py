@@ -148,12 +148,48 @@ def _select_traceably(xp, curvatures, k, previous, threshold_fn):
     tau = threshold_fn(values, k)
     minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
     any_finite = xp.min(xp.stack(minima)) < math.inf if minima else xp.asarray(False)
-    positive = k > 0
-    mask = [
-        xp.where(any_finite, (v <= tau) & (v < math.inf) & positive, prev)
-        for v, prev in zip(values, previous)
-    ]
-    return mask, tau
+    found = FlatThreshold(tau, any_finite)
+    return [mask_at_threshold(v, found, k, prev) for v, prev in zip(values, previous)], tau
+
+
+class FlatThreshold(NamedTuple):
+    """What a selection found: τ, and whether any curvature value of the
+    model was finite (when none is, the mask in force is kept).
+
+    Attributes:
+      threshold: τ, the k-th smallest curvature.
+      any_finite: a bool, or a 0-d bool array.
+    """
+
+    threshold: object
+    any_finite: object
+
+
+def mask_at_threshold(curvature, found: FlatThreshold, k, previous):
+    """One tensor's part of :func:`select_flat_mask`'s rule, elementwise and
+    in array operations only: ``|ĥ| <= τ`` on finite values (nothing when
+    k = 0), or ``previous`` when no value of the model was finite.
+
+    For a traced step that finds τ in a branch taken on refresh steps only,
+    and writes the mask outside it, where a compiler fuses it into the
+    update that reads the mask.
+
+    Args:
+      curvature: ĥ of one tensor (any sign).
+      found: τ and whether any value of the model is finite.
+      k: the number of coordinates to mark flat.
+      previous: the tensor's mask in force.
+
+    Example:
+      >>> import numpy as np
+      >>> found = FlatThreshold(threshold=2.0, any_finite=True)
+      >>> mask_at_threshold(np.array([-1.0, 3.0, np.nan]), found, 2, False).tolist()
+      [True, False, False]
+    """
+    (value,), _ = selection_values([curvature])
+    xp = namespace(value)
+    flat = (value <= found.threshold) & (value < math.inf) & (k > 0)
+    return xp.where(found.any_finite, flat, previous)
 
 
 def _select_eagerly(xp, curvatures, k, previous, threshold_fn):

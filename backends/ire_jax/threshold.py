@@ -21,6 +21,10 @@ Models with at most :data:`SAMPLE_SIZE` coordinates are simply sorted, and
 so are models of up to :data:`DEVICE_SORT_SIZE` on a single accelerator: a
 GPU sorts millions of values in well under a millisecond, while every probe
 of the search is a loop iteration whose condition the host reads back.
+
+For the ``"gradient"`` estimate ĥ = g², :func:`exact_threshold_of_squares`
+runs the same search over |g|, taken slice by slice from the gradients
+themselves, and squares the result: g² is never held in full.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from jax import lax
 
 from ._reduce import packed_count_true, reduce_in_chunks
 
-__all__ = ["DEVICE_SORT_SIZE", "SAMPLE_SIZE", "exact_threshold"]
+__all__ = ["DEVICE_SORT_SIZE", "SAMPLE_SIZE", "exact_threshold", "exact_threshold_of_squares"]
 
 #: The largest model that is sorted outright, and the smallest sample sorted
 #: to seed the search (the sample grows to 4 × this with the model: one value
@@ -85,6 +89,66 @@ def exact_threshold(values: Sequence[jax.Array], k) -> jax.Array:
     return jnp.where(jnp.asarray(k) > 0, tau, infinity)
 
 
+def exact_threshold_of_squares(grads: Sequence[jax.Array], k) -> jax.Array:
+    """τ = the k-th smallest g² of all ``grads``, with g² never written out.
+
+    The ``"gradient"`` estimate ĥ = g² ranks like |g|, and squaring is
+    monotone, so τ is the square of the k-th smallest |g|: the search of
+    :func:`exact_threshold` runs over the gradients themselves, taking |g| of
+    each slice as it reads it. A step whose refresh branch holds g² in full
+    holds a second copy of the model in temporaries on every step, taken or
+    not (and XLA's CPU backend allocates a step's temporaries afresh each
+    call once they pass 32 MiB).
+
+    Args:
+      grads: arrays of one floating dtype, one per tensor. A NaN ranks as
+        +inf, as in the selection rule.
+      k: the rank, a Python int or a traced integer.
+
+    Returns:
+      A 0-d array of the gradients' dtype: ``exact_threshold`` of the
+      selection values of ``g * g`` (+inf for k <= 0).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(exact_threshold_of_squares([jnp.array([-3.0, 1.0]), jnp.array([2.0])], 2))
+      4.0
+    """
+    flats = [jnp.reshape(g, (-1,)) for g in grads]
+    if len({f.dtype for f in flats}) > 1:
+        raise ValueError(
+            f"grads must share one dtype, got {sorted({str(f.dtype) for f in flats})}"
+        )
+    n = sum(f.shape[0] for f in flats)
+    if _sorts_outright(n):
+        return exact_threshold([_magnitude(f * f) for f in flats], k)
+    flats = [f for f in flats if f.shape[0] > 0]
+    dtype = flats[0].dtype
+    rank = jnp.clip(jnp.asarray(k), 1, n)
+    root = _kth_smallest(flats, rank, n, prepare=_magnitude)
+    return jnp.where(jnp.asarray(k) > 0, root * root, jnp.asarray(jnp.inf, dtype))
+
+
+def _magnitude(x):
+    """|x| with NaN as +inf: the ranking value of x."""
+    return jnp.where(jnp.isnan(x), jnp.inf, jnp.abs(x))
+
+
+def smallest_magnitude(x) -> jax.Array:
+    """The smallest |x| of an array (NaN as +inf; +inf when empty), taken
+    slice by slice: |x| is not written out.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(smallest_magnitude(jnp.array([jnp.nan, -2.0, 3.0])))
+      2.0
+    """
+    flat = jnp.reshape(x, (-1,))
+    if flat.shape[0] == 0:
+        return jnp.asarray(jnp.inf, x.dtype)
+    return reduce_in_chunks(flat, lambda part: jnp.min(_magnitude(part)), jnp.minimum)
+
+
 def _sorts_outright(n: int) -> bool:
     if n <= SAMPLE_SIZE:
         return True
@@ -110,15 +174,15 @@ def _sorted_keys(flats: list) -> jax.Array:
     return lax.sort(_as_key(jnp.concatenate(flats)))
 
 
-def _sample(flats: list, n: int) -> jax.Array:
-    """The sorted bit patterns of a sample of the values, evenly strided in
-    every tensor."""
+def _sample(flats: list, n: int, prepare) -> jax.Array:
+    """The sorted bit patterns of a sample of the (prepared) values, evenly
+    strided in every tensor."""
     wanted = min(4 * SAMPLE_SIZE, max(SAMPLE_SIZE, n // 256))
     picked = []
     for flat in flats:
         size = flat.shape[0]
         share = max(1, round(wanted * size / n))
-        picked.append(flat[:: max(1, size // share)])
+        picked.append(prepare(flat[:: max(1, size // share)]))
     return _sorted_keys(picked)
 
 
@@ -141,8 +205,11 @@ class _Bracket(NamedTuple):
     in_gap: jax.Array  # the last probe found no value between it and an endpoint
 
 
-def _kth_smallest(flats: list, k, n: int) -> jax.Array:
-    """Exact k-th smallest (1 <= k <= n, traced) of values >= 0 in ``flats``."""
+def _kth_smallest(flats: list, k, n: int, prepare=None) -> jax.Array:
+    """Exact k-th smallest (1 <= k <= n, traced) of values >= 0 in ``flats``,
+    or of ``prepare`` of them (elementwise, applied to each slice as it is
+    read: the prepared values are never written out)."""
+    prepare = prepare or (lambda x: x)
     dtype = flats[0].dtype
     key_type = _key_type(dtype)
     counter = jnp.int32 if n < 2**31 else jnp.int64
@@ -152,11 +219,11 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
     def count(key):
         pivot = _as_value(key, dtype)
         return sum(
-            reduce_in_chunks(f, lambda x: packed_count_true(x <= pivot, counter), jnp.add)
+            reduce_in_chunks(f, lambda x: packed_count_true(prepare(x) <= pivot, counter), jnp.add)
             for f in flats
         )
 
-    drawn = _sample(flats, n)
+    drawn = _sample(flats, n, prepare)
     m = drawn.shape[0]
     q = k.astype(jnp.float32) / n
     spread = 3.0 * jnp.sqrt(q * (1.0 - q) / m) + 2.0 / m
@@ -221,6 +288,7 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
         bound = _as_value(b.hi, dtype)
 
         def largest(x):
+            x = prepare(x)
             return jnp.max(jnp.where(x <= bound, x, 0))
 
         return jnp.max(jnp.stack([reduce_in_chunks(f, largest, jnp.maximum) for f in flats]))
@@ -229,6 +297,7 @@ def _kth_smallest(flats: list, k, n: int) -> jax.Array:
         bound = _as_value(jnp.maximum(b.lo, 0), dtype)
 
         def smallest(x):
+            x = prepare(x)
             return jnp.min(jnp.where((x > bound) | (b.lo < 0), x, math.inf))
 
         return jnp.min(jnp.stack([reduce_in_chunks(f, smallest, jnp.minimum) for f in flats]))

@@ -11,9 +11,11 @@ import pytest
 MODULES = (
     "ire_jax",
     "ire_jax._hyperparams",
+    "ire_jax._reduce",
     "ire_jax.estimators",
     "ire_jax.sam",
     "ire_jax.state",
+    "ire_jax.threshold",
     "ire_jax.transform",
 )
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "jax.md"

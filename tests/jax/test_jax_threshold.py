@@ -14,7 +14,7 @@ import ire_jax
 from ire_core import select_flat_mask
 from ire_jax import exact_threshold
 from ire_jax._reduce import packed_count_true, reduce_in_chunks
-from ire_jax.threshold import SAMPLE_SIZE
+from ire_jax.threshold import SAMPLE_SIZE, exact_threshold_of_squares, smallest_magnitude
 
 
 def curvature(seed, n):
@@ -93,6 +93,55 @@ def test_search_equals_a_sort_on_hard_distributions(dtype, chunk, monkeypatch):
             assert got.dtype == dtype
             assert float(got) == ordered[k - 1], (kind, k)
         assert float(threshold(tensors, jnp.asarray(0, dtype=jnp.int32))) == np.inf
+
+
+def _signed_gradients(kind: str, rng, n: int, dtype) -> np.ndarray:
+    """Gradients whose squares follow ``kind``, with random signs, NaNs, ±inf,
+    and magnitudes whose squares overflow or underflow."""
+    g = np.sqrt(_distribution(kind, rng, n)) * rng.choice([-1.0, 1.0], n)
+    g[rng.random(n) < 0.01] = np.nan
+    g[rng.random(n) < 0.01] = -np.inf
+    g[rng.random(n) < 0.01] = 1e30 * rng.choice([-1.0, 1.0])  # g² = +inf in float32
+    g[rng.random(n) < 0.01] = 1e-30  # g² = 0 in float32
+    return g.astype(np.dtype(dtype))
+
+
+@pytest.mark.parametrize("chunk", [None, 1000], ids=["whole", "in-chunks"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16])
+def test_threshold_of_squares_is_the_threshold_of_the_squares(dtype, chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr(ire_jax._reduce, "CHUNK", chunk)
+    of_squares = jax.jit(exact_threshold_of_squares)
+    threshold = jax.jit(exact_threshold)
+    rng = np.random.default_rng(1)
+    for shapes in (SHAPES, [(40, 50), (3,)]):  # searched; sorted outright
+        n = sum(int(np.prod(s)) for s in shapes)
+        for kind in KINDS:
+            g = _signed_gradients(kind, rng, n, dtype)
+            grads, start = [], 0
+            for shape in shapes:
+                size = int(np.prod(shape))
+                grads.append(jnp.asarray(g[start : start + size].reshape(shape)))
+                start += size
+            squares = [jnp.where(jnp.isnan(x * x), jnp.inf, x * x) for x in grads]
+            for k in [0, 1, n // 3, int(0.6 * n), n - 1, n, *rng.integers(1, n + 1, 3).tolist()]:
+                k = jnp.asarray(k, dtype=jnp.int32)
+                got = of_squares(grads, k)
+                assert got.dtype == dtype
+                assert float(got) == float(threshold(squares, k)), (kind, int(k))
+    with pytest.raises(ValueError, match="one dtype"):
+        exact_threshold_of_squares([jnp.ones(3, jnp.float32), jnp.ones(3, jnp.float64)], 2)
+
+
+@pytest.mark.parametrize("chunk", [None, 16], ids=["whole", "in-chunks"])
+def test_smallest_magnitude_ranks_nan_as_infinity(chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr(ire_jax._reduce, "CHUNK", chunk)
+    x = np.linspace(-3.0, -1.0, 100).astype(np.float32)
+    x[::7] = np.nan
+    assert float(jax.jit(smallest_magnitude)(jnp.asarray(x))) == 1.0
+    assert float(smallest_magnitude(jnp.full(50, jnp.nan))) == np.inf
+    assert float(smallest_magnitude(jnp.zeros((0, 3)))) == np.inf
 
 
 @pytest.mark.parametrize("backend, devices, sorts", [

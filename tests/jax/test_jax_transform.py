@@ -310,3 +310,48 @@ def test_flat_count_of_a_refresh_counted_in_chunks(monkeypatch):
     _, state = jax.jit(tx.update)(grads, tx.init(params), params)
     counted = sum(int(np.sum(np.asarray(m))) for m in jax.tree_util.tree_leaves(state.mask))
     assert int(state.flat_count) == counted == int(0.3 * (9 * 13 + 37))
+
+
+def test_large_model_refresh_over_gradients_equals_the_refresh_over_squares(monkeypatch):
+    # From _SQUARES_MIN_SIZE coordinates the "gradient" refresh finds τ by a
+    # search over g itself; mask, τ, count and updates are the generic refresh's.
+    rng = np.random.default_rng(5)
+    params = {"w": jnp.ones((70, 90), jnp.float32), "b": jnp.ones((13,), jnp.float32)}
+    steps = []
+    for t in range(6):
+        g = {name: rng.standard_t(2, size=p.shape).astype(np.float32) for name, p in params.items()}
+        g["w"][rng.random(g["w"].shape) < 0.02] = np.nan
+        g["w"][0, :5] = [np.inf, -np.inf, 1e30, -1e-30, 0.0]
+        if t == 4:  # nothing finite: the mask in force is kept
+            g = {name: np.full_like(v, np.nan) for name, v in g.items()}
+        steps.append(jax.tree_util.tree_map(jnp.asarray, g))
+    searches = []
+    of_squares = ire_jax.transform.exact_threshold_of_squares
+
+    def spy(grads, k):
+        searches.append(k)
+        return of_squares(grads, k)
+
+    monkeypatch.setattr(ire_jax.transform, "exact_threshold_of_squares", spy)
+
+    def trajectory(min_size):
+        monkeypatch.setattr(ire_jax.transform, "_SQUARES_MIN_SIZE", min_size)
+        tx = ire_jax.ire(optax.adam(0.1), flat_fraction=0.4, interval=2)
+        update = jax.jit(tx.update)
+        state, out = tx.init(params), []
+        for grads in steps:
+            updates, state = update(grads, state, params)
+            out.append((updates, state))
+        return out
+
+    generic = trajectory(min_size=1 << 62)
+    assert not searches
+    over_gradients = trajectory(min_size=0)
+    assert searches  # traced once
+    for (u_a, s_a), (u_b, s_b) in zip(generic, over_gradients):
+        for a, b in zip(jax.tree_util.tree_leaves((u_a, s_a)), jax.tree_util.tree_leaves((u_b, s_b))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    masks = [np.concatenate([np.ravel(m) for m in jax.tree_util.tree_leaves(s.mask)])
+             for _, s in generic]
+    assert int(generic[2][1].flat_count) == masks[2].sum() > 0
+    np.testing.assert_array_equal(masks[4], masks[3])  # the all-NaN refresh kept the mask
