@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -71,6 +72,8 @@ __all__ = ["Row", "main", "run_overhead"]
 
 INTERVAL = 10
 KAPPA, GAMMA = 2.0, 0.6
+# Suffix of the JAX rows whose step donates its input buffers.
+DONATED = ", donated buffers"
 
 
 @dataclass
@@ -544,32 +547,36 @@ def _selection_rows(sz: Sizes, threads: int, device="cpu") -> list[dict]:
 
 def _jax_rows(sz: Sizes) -> list[Row]:
     """Rows ``optax adamw`` and ``ire_jax gradient`` (whole refresh periods),
-    then ``ire_jax gradient`` split by kind of step: ``…, steps without
-    refresh`` and ``…, refresh steps`` (each IRE step of the same rounds timed
-    on its own; the ratio is against the base's mean step of that round)."""
+    the same two with the step's input buffers donated (``jax.jit(...,
+    donate_argnums=(0, 1))``, as training loops write it; the IRE row's ratio
+    is against the donated base), then ``ire_jax gradient`` split by kind of
+    step: ``…, steps without refresh`` and ``…, refresh steps`` (each IRE step
+    of the same rounds timed on its own; the ratio is against the base's mean
+    step of that round)."""
     import jax
     import optax
 
     import ire_jax
 
-    ire_name = "ire_jax gradient"
+    base_name, ire_name = "optax adamw", "ire_jax gradient"
     rows = []
     cases = [("mlp", name, spec) for name, spec in sz.mlp.items()]
     cases += [("lm", name, spec) for name, spec in sz.lm.items()]
     for kind, size, spec in cases:
         _progress(f"jax {kind}-{size}")
         params, loss = _jax_problem(kind, spec, sz)
-        variants = {
-            "optax adamw": optax.adamw(1e-3, weight_decay=0.1),
-            ire_name: ire_jax.ire(optax.adamw(1e-3, weight_decay=0.1), kappa=KAPPA,
-                                  flat_fraction=GAMMA, interval=INTERVAL),
-        }
+        variants = {}
+        for suffix, donate in (("", ()), (DONATED, (0, 1))):
+            variants[base_name + suffix] = (optax.adamw(1e-3, weight_decay=0.1), donate)
+            variants[ire_name + suffix] = (
+                ire_jax.ire(optax.adamw(1e-3, weight_decay=0.1), kappa=KAPPA,
+                            flat_fraction=GAMMA, interval=INTERVAL), donate)
         steppers, memory, state_bytes = {}, {}, {}
         record = []  # (refresh step?, seconds) of every IRE step, warm-up round first
-        for name, tx in variants.items():
+        for name, (tx, donate) in variants.items():
             state = tx.init(params)
 
-            @jax.jit
+            @functools.partial(jax.jit, donate_argnums=donate)
             def train_step(p, s, tx=tx, loss=loss):
                 grads = jax.grad(loss)(p)
                 updates, s = tx.update(grads, s, p)
@@ -579,7 +586,8 @@ def _jax_rows(sz: Sizes) -> list[Row]:
             analysis = compiled.memory_analysis()
             memory[name] = None if analysis is None else analysis.temp_size_in_bytes / 2**20
             state_bytes[name] = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))
-            box = {"p": params, "s": state, "t": 0}
+            # A donating step consumes its inputs: it starts from copies of its own.
+            box = {"p": jax.tree_util.tree_map(lambda x: x.copy(), params), "s": state, "t": 0}
 
             def step(box=box, compiled=compiled, log=record if name == ire_name else None):
                 start = time.perf_counter()
@@ -594,13 +602,14 @@ def _jax_rows(sz: Sizes) -> list[Row]:
         count = sum(x.size for x in jax.tree_util.tree_leaves(params))
         param_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
         label = f"{kind}-{size} ({_count(count)})"
-        base = times["optax adamw"]
-        extra = {name: (state_bytes[name] - state_bytes["optax adamw"]) / param_bytes
+        base = times[base_name]
+        extra = {name: (state_bytes[name] - state_bytes[base_name]) / param_bytes
                  for name in variants}
         for name in variants:
+            bare = times[base_name + (DONATED if name.endswith(DONATED) else "")]
             rows.append(Row(
-                "jax", label, name, _median_ms(base), _median_ms(times[name]),
-                statistics.median(v / b for v, b in zip(times[name], base)), memory[name],
+                "jax", label, name, _median_ms(bare), _median_ms(times[name]),
+                statistics.median(v / b for v, b in zip(times[name], bare)), memory[name],
                 extra[name], count))
         rows += _split_rows("jax", label, ire_name, record, base, sz, memory[ire_name],
                             extra[ire_name], count)
