@@ -170,9 +170,9 @@ def mask_at_threshold(curvature, found: FlatThreshold, k, previous):
     in array operations only: ``|ĥ| <= τ`` on finite values (nothing when
     k = 0), or ``previous`` when no value of the model was finite.
 
-    For a traced step that finds τ in a branch taken on refresh steps only,
-    and writes the mask outside it, where a compiler fuses it into the
-    update that reads the mask.
+    For a selection that finds τ without ranking ĥ itself (``ire_jax``
+    searches |g| for ĥ = g², never holding g² in full) and then writes the
+    mask from ĥ, tensor by tensor.
 
     Args:
       curvature: ĥ of one tensor (any sign).
