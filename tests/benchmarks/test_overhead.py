@@ -94,3 +94,24 @@ def test_unusable_torch_device_is_refused(capsys):
     with pytest.raises(SystemExit):
         overhead.main(["--quick", "--backends", "torch", "--device", "meta"])
     assert "--device must be cpu or a CUDA device, got 'meta'" in capsys.readouterr().err
+
+
+def test_quick_jax_run_has_every_row_and_donated_rows_use_the_donated_base(tmp_path):
+    pytest.importorskip("ire_jax", reason="the JAX rows need jax and ire_jax")
+    rows = overhead.main(["--quick", "--backends", "jax", "--out", str(tmp_path)])["rows"]
+    models = sorted({r.model for r in rows})
+    assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
+                                                 "mlp-small"]
+    for model in models:
+        mine = {r.variant: r for r in rows if r.model == model}
+        assert list(mine)[:5] == [
+            "optax adamw", "ire_jax gradient", "optax adamw, donated buffers",
+            "ire_jax gradient, donated buffers", "ire_jax gradient, steps without refresh",
+        ]
+        for name in ("optax adamw", "optax adamw, donated buffers"):
+            assert mine[name].ratio == 1.0 and mine[name].extra_state == 0.0
+        assert mine["ire_jax gradient"].base_ms == mine["optax adamw"].ire_ms
+        donated = mine["ire_jax gradient, donated buffers"]
+        assert donated.base_ms == mine["optax adamw, donated buffers"].ire_ms
+        assert 0.25 <= donated.extra_state < 0.3  # one bool per coordinate, and a few scalars
+        assert all(r.ire_ms > 0 and r.ratio > 0 for r in mine.values())
