@@ -149,7 +149,7 @@ def _select_traceably(xp, curvatures, k, previous, threshold_fn):
     minima = [xp.min(v) for v in values if math.prod(v.shape) > 0]
     any_finite = xp.min(xp.stack(minima)) < math.inf if minima else xp.asarray(False)
     found = FlatThreshold(tau, any_finite)
-    return [mask_at_threshold(v, found, k, prev) for v, prev in zip(values, previous)], tau
+    return [_flat_where(xp, v, found, k, prev) for v, prev in zip(values, previous)], tau
 
 
 class FlatThreshold(NamedTuple):
@@ -187,7 +187,11 @@ def mask_at_threshold(curvature, found: FlatThreshold, k, previous):
       [True, False, False]
     """
     (value,), _ = selection_values([curvature])
-    xp = namespace(value)
+    return _flat_where(namespace(value), value, found, k, previous)
+
+
+def _flat_where(xp, value, found: FlatThreshold, k, previous):
+    """:func:`mask_at_threshold` on a ranking value (:func:`selection_values`)."""
     flat = (value <= found.threshold) & (value < math.inf) & (k > 0)
     return xp.where(found.any_finite, flat, previous)
 
