@@ -21,7 +21,10 @@ loop iteration whose condition the host reads back (as in ``ire_jax``).
 
 It runs on every Keras backend, inside ``tf.function`` and ``jax.jit``
 (``keras.ops.while_loop``); ``IRE`` uses it on TensorFlow and JAX, where
-``ire_core``'s own exact threshold would sort.
+``ire_core``'s own exact threshold would sort. On TensorFlow outside XLA,
+where each operation of a counting pass is a kernel of its own, τ is read
+from two histograms of the bit patterns instead (:mod:`ire_keras._radix`),
+about three times faster than the 7–10 passes of the search.
 
 Example:
   >>> import keras
@@ -91,11 +94,12 @@ def _exact_threshold(flats: list, k):
         return infinity
     counter = "int32" if n < 2**31 else "int64"
     rank = ops.clip(ops.cast(ops.convert_to_tensor(k), counter), 1, n)
-    if keras.backend.backend() == "tensorflow" and len(flats) > 1:
-        # One tensor: a pass is then three kernels rather than three per weight.
-        flats = [ops.concatenate(flats)]
     if n <= SAMPLE_SIZE or _sorts_on_one_accelerator(n):
         tau = _as_value(ops.take(_sorted_keys(flats), rank - 1), dtype)
+    elif _counts_by_histograms():
+        from . import _radix
+
+        tau = _radix.kth_smallest(flats, rank, counter)
     else:
         tau = _kth_smallest(flats, rank, n, dtype, counter)
     if isinstance(k, numbers.Number):
@@ -109,6 +113,18 @@ def _sorts_on_one_accelerator(n: int) -> bool:
     import jax
 
     return jax.default_backend() != "cpu" and jax.device_count() == 1
+
+
+def _counts_by_histograms() -> bool:
+    """TensorFlow outside XLA reads τ from histograms (:mod:`ire_keras._radix`).
+    Under XLA (``jit_compile=True``) the search runs: XLA compiles each
+    histogram pass for seconds."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _size(tensor) -> int:

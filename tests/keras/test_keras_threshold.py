@@ -118,3 +118,49 @@ def test_selected_mask_matches_numpy(gamma):
     assert int(numpy(_xp.from_core(got.flat_count))) == int(expected.flat_count)
     for mine, theirs in zip(got.mask, expected.mask):
         np.testing.assert_array_equal(numpy(_xp.from_core(mine)), theirs)
+
+
+def _signed_zeros_and_subnormals(rng, n: int) -> np.ndarray:
+    values = _distribution("mixed", rng, n)
+    values[rng.random(n) < 0.05] = -0.0
+    values[rng.random(n) < 0.05] = 1e-40  # subnormal in float32, 0 in float16
+    return values
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the histograms are TensorFlow's path")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("counter", ["int32", "int64"])
+def test_histograms_equal_a_sort(dtype, counter):
+    import tensorflow as tf
+
+    from ire_keras import _radix
+
+    rng = np.random.default_rng(len(dtype))
+    for kind in ["signed zeros and subnormals", "few distinct", "mostly infinite", "wide"]:
+        if kind == "signed zeros and subnormals":
+            values = _signed_zeros_and_subnormals(rng, N)
+        else:
+            values = _distribution(kind, rng, N)
+        tensors = [tf.cast(t, dtype) for t in _tensors(values, [(1,), (61, 83), (N - 1 - 61 * 83,)])]
+        ordered = np.sort(np.concatenate([t.numpy().astype(np.float64).ravel() for t in tensors]))
+        kth = tf.function(lambda v, k: _radix.kth_smallest(v, k, counter))
+        for k in [1, 2, int(0.6 * N), N - 1, N, int(rng.integers(1, N + 1))]:
+            got = kth(tensors, tf.constant(k, counter))
+            assert got.dtype == tensors[0].dtype
+            assert float(got.numpy()) == ordered[k - 1], (kind, k)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow picks its path by XLA")
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_tensorflow_counts_by_histograms_outside_xla(jit_compile):
+    import tensorflow as tf
+
+    values = _signed_zeros_and_subnormals(np.random.default_rng(7), N).astype("float32")
+    tensors = _tensors(values, SHAPES)
+    k = tf.constant(int(0.6 * N))
+    threshold = tf.function(lambda v, k: exact_threshold(v, k), jit_compile=jit_compile)
+    graph = threshold.get_concrete_function(tensors, k).graph.as_graph_def()
+    kinds = {node.op for node in graph.node}
+    assert ("DenseBincount" in kinds) == (not jit_compile)
+    assert ("While" in kinds or "StatelessWhile" in kinds) == jit_compile
+    assert float(threshold(tensors, k).numpy()) == np.sort(values)[int(0.6 * N) - 1]
