@@ -152,9 +152,14 @@ def test_histograms_equal_a_sort(dtype, counter):
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow picks its path by XLA")
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_tensorflow_counts_by_histograms_outside_xla(jit_compile):
+@pytest.mark.parametrize("piece_min_size", [None, 5000])
+def test_tensorflow_counts_by_histograms_outside_xla(jit_compile, piece_min_size, monkeypatch):
     import tensorflow as tf
 
+    from ire_keras import threshold as module
+
+    if piece_min_size is not None:  # the (97, 101) weight stays a piece of its own
+        monkeypatch.setattr(module, "_PIECE_MIN_SIZE", piece_min_size)
     values = _signed_zeros_and_subnormals(np.random.default_rng(7), N).astype("float32")
     tensors = _tensors(values, SHAPES)
     k = tf.constant(int(0.6 * N))
