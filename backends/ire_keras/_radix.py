@@ -118,6 +118,8 @@ def _bucket_of_rank(counts, k, below):
 
 
 def _first_reaching(counts, k, below):
+    """``(index, below')`` of the first entry of the 1-d ``counts`` whose
+    running total after ``below`` reaches ``k``."""
     totals = below + tf.cumsum(counts)
     index = tf.minimum(tf.reduce_sum(tf.cast(totals < k, tf.int32)), tf.shape(counts)[0] - 1)
     return index, totals[index] - counts[index]

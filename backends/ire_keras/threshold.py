@@ -125,9 +125,14 @@ def _counts_by_histograms() -> bool:
     if keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
 
-    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    except (ImportError, AttributeError):  # a TensorFlow without this helper
+        in_xla = False
+    return not in_xla
 
 
 def _pieces(flats: list) -> list:
