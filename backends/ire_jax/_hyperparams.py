@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from ire_core import IREConfig
+from ire_core.threshold import SampledThreshold
 
 from .threshold import exact_threshold
 
@@ -204,6 +205,9 @@ def resolve(
         raise ValueError(
             f"threshold_fn must be a callable (values, k) -> threshold or None, got {threshold_fn!r}"
         )
+    elif isinstance(threshold_fn, SampledThreshold) and threshold_fn.rank_fn is None:
+        # Its sample is ranked by the bit-pattern search, not by XLA's sort.
+        threshold_fn = SampledThreshold(threshold_fn.sample, rank_fn=exact_threshold)
     return Hyperparams(
         config,
         interval,

@@ -138,3 +138,24 @@ def test_sampled_threshold_ignores_non_finite_values_and_is_deterministic():
 def test_sampled_threshold_rejects_bad_sample_sizes(sample):
     with pytest.raises(ValueError, match="sample must be an integer >= 1"):
         SampledThreshold(sample=sample)
+
+
+def test_sampled_threshold_ranks_its_sample_with_rank_fn():
+    values = heavy_tailed(13, 60_000)
+    ranked = []
+
+    def rank_fn(sample, k):
+        ranked.append((sum(s.size for s in sample), k))
+        return exact_threshold(sample, k)
+
+    for k in (1, 20_000, np.asarray(20_000)):
+        assert float(SampledThreshold(1024, rank_fn=rank_fn)(values, k)) == float(
+            SampledThreshold(1024)(values, k))
+    assert [size for size, _ in ranked] == [1024, 1024, 1024]
+    SampledThreshold(1 << 20, rank_fn=rank_fn)(values, 5)  # the whole model fits
+    assert ranked[-1] == (sum(v.size for v in values), 5)
+
+
+def test_sampled_threshold_rejects_a_rank_fn_that_is_not_callable():
+    with pytest.raises(ValueError, match="rank_fn must be a callable .* got 'sort'"):
+        SampledThreshold(rank_fn="sort")

@@ -355,3 +355,28 @@ def test_large_model_refresh_over_gradients_equals_the_refresh_over_squares(monk
              for _, s in generic]
     assert int(generic[2][1].flat_count) == masks[2].sum() > 0
     np.testing.assert_array_equal(masks[4], masks[3])  # the all-NaN refresh kept the mask
+
+
+def test_sampled_threshold_ranks_its_sample_by_the_search(monkeypatch):
+    import ire_core
+    from ire_core.threshold import SampledThreshold
+    from ire_jax import _hyperparams
+
+    ranked = []
+    search = _hyperparams.exact_threshold
+    monkeypatch.setattr(_hyperparams, "exact_threshold",
+                        lambda values, k: ranked.append([v.size for v in values]) or search(values, k))
+
+    shapes = [(70, 60), (900,), (7,)]
+    keys = jax.random.split(jax.random.PRNGKey(3), len(shapes))
+    grads = [jax.random.normal(key, shape) * jnp.exp(jax.random.normal(key, shape))
+             for key, shape in zip(keys, shapes)]
+    params = [jnp.zeros(shape) for shape in shapes]
+    tx = ire_jax.ire(optax.sgd(0.1), flat_fraction=0.3, threshold_fn=SampledThreshold(sample=512))
+    _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    assert ranked == [[512]]  # not XLA's sort
+    squares = [np.asarray(g, np.float64) ** 2 for g in grads]
+    expected = ire_core.select_flat_mask(squares, 0.3, threshold_fn=SampledThreshold(sample=512))
+    assert float(state.threshold) == pytest.approx(float(expected.threshold), rel=1e-6)
+    for got, want in zip(state.mask, expected.mask):
+        np.testing.assert_array_equal(np.asarray(got), want)
