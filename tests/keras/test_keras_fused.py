@@ -141,3 +141,61 @@ def test_inner_optimizer_methods_are_restored_even_when_a_step_fails():
         assert name not in vars(inner)
     inner.apply([keras.ops.ones(2)], [weight])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [0.7, 0.8])
+
+
+def _ancestors(op) -> set:
+    """The ops ``op`` waits for, through data and control edges."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+@on_tensorflow
+@pytest.mark.parametrize("base", ["adamw", "sgd-momentum"])
+def test_each_factor_waits_for_the_value_it_scales(base):
+    # TensorFlow runs an op as soon as its inputs exist: a factor made from
+    # its mask alone could run at the start of the step and stay alive, with
+    # every other weight's, until its weight's step is written.
+    import tensorflow as tf
+
+    model = dense_model()
+    x, y = regression_data()
+    weights = model.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean((model(x) - y) ** 2)
+    grads = tape.gradient(loss, weights)
+    optimizer = ire_keras.IRE(BASES[base](), kappa=2.0, interval=3)
+    optimizer.build(weights)
+    graph = tf.function(lambda: optimizer.apply(grads, weights)).get_concrete_function().graph
+    factors = [op for op in graph.get_operations()
+               if op.type == "SelectV2" and op.inputs[0].dtype == tf.bool
+               and op.outputs[0].shape.rank > 0]
+    assert sorted(tuple(op.outputs[0].shape) for op in factors) == sorted(
+        tuple(w.shape) for w in weights)
+    for factor in factors:
+        products = factor.outputs[0].consumers()
+        # AdamW scales its decay and its step by one factor, made after the step.
+        assert len(products) == (2 if base == "adamw" else 1)
+        waits_for = _ancestors(factor)
+        values = [t.op for product in products for t in product.inputs if t.op is not factor]
+        assert any(v in waits_for for v in values), (
+            f"{factor.name} can run before its weight's step exists")
+
+
+@on_tensorflow
+def test_a_decay_without_a_step_write_is_still_written_amplified():
+    # The decay of an amplified weight waits for the weight's step write; a
+    # weight that gets none is decayed when the step ends.
+    inner = keras.optimizers.AdamW(0.5, weight_decay=0.25)
+    weight = keras.Variable(np.full(2, 8.0))
+    inner.build([weight])
+    mask = keras.ops.convert_to_tensor([True, False])
+    with fused.amplified_writes(inner, [weight], [mask], keras.ops.convert_to_tensor(1.0)):
+        inner._apply_weight_decay([weight])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [8.0, 8.0])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [6.0, 7.0])
