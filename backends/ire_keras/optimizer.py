@@ -20,6 +20,10 @@ from . import _xp, fused, threshold
 
 __all__ = ["IRE"]
 
+# The smallest model whose "gradient" refresh, where τ is searched, ranks |g|
+# instead of g² (as ire_jax): below it g² takes a few MiB.
+_SQUARES_MIN_SIZE = 1 << 21
+
 # Keyword arguments of keras.optimizers.Optimizer that belong on the inner
 # optimizer; IRE rescales whatever step the inner optimizer takes.
 _INNER_ONLY = (
@@ -55,6 +59,46 @@ def _threshold_fn():
     if keras.backend.backend() in ("tensorflow", "jax"):
         return threshold.exact_threshold
     return ire_core.exact_threshold
+
+
+def _as_written(method):
+    """``method`` as it is written, also inside a user's ``tf.function``.
+
+    Keras' own train step keeps TensorFlow's AutoGraph from rewriting what
+    it calls; a custom training loop decorated with ``tf.function`` does not.
+    The step needs no rewriting (every branch on a tensor is an ``ops.cond``),
+    and AutoGraph fails on some of what it calls, with a warning.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return method
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(method)
+
+
+def _float_of(dtype) -> str:
+    """The dtype ranked for a weight of ``dtype``: at least float32."""
+    return keras.backend.result_type("float32", dtype)
+
+
+def _select_from_squares(grads, gamma, previous):
+    """(mask, τ) of ĥ = g² in ire_core's form, with g² never held in full:
+    τ from :func:`threshold.exact_threshold_of_squares`, then the rule of
+    :func:`ire_core.select_flat_mask` tensor by tensor
+    (:func:`ire_core.mask_at_threshold`), as in ``ire_jax``. A compiled step
+    holds the temporaries of its refresh branch on every step."""
+    total = sum(math.prod(g.shape) for g in grads)
+    k = ire_core.flat_count(gamma, total)
+    tau = threshold.exact_threshold_of_squares(grads, _xp.from_core(k))
+    any_finite = ops.cond(  # τ < +inf is a finite value; else look for one
+        tau < math.inf,
+        lambda: ops.convert_to_tensor(True),
+        lambda: ops.min(ops.stack([ops.min(threshold.magnitude(g)) for g in grads])) < math.inf,
+    )
+    found = ire_core.FlatThreshold(*_xp.to_core([tau, any_finite]))
+    squares = ire_core.squared(_xp.to_core(grads))
+    mask = [ire_core.mask_at_threshold(h, found, k, m) for h, m in zip(squares, previous)]
+    return mask, found.threshold
 
 
 def _no_grad():
@@ -361,6 +405,7 @@ class IRE(keras.optimizers.Optimizer):
             [scope.get_current_value(v) for v in self.variables],
         )
 
+    @_as_written
     def apply(self, grads, trainable_variables=None, curvature=None):
         """Steps the inner optimizer and amplifies its step on flat weights.
 
@@ -434,7 +479,13 @@ class IRE(keras.optimizers.Optimizer):
                 )
             return self._gradient_estimate([grads[i] for i in used], weights)
 
-        def refreshed():
+        def select(gamma, previous):
+            """(mask, τ, average) of this refresh, in ire_core's form."""
+            if self._ranks_squares(curvature, weights):
+                values = self._gradient_values([grads[i] for i in used], weights)
+                if len({keras.backend.standardize_dtype(v.dtype) for v in values}) == 1:
+                    mask, tau = _select_from_squares(values, gamma, previous)
+                    return mask, tau, []
             raw = _xp.to_core([_xp.dense(h, w.shape) for h, w in zip(estimate(), weights)])
             state, selection = [], raw  # ranked as it is: |·| and NaN → +inf are the rule's
             if averages:
@@ -451,18 +502,19 @@ class IRE(keras.optimizers.Optimizer):
                     [ops.where(started, _xp.from_core(b), _xp.from_core(a))
                      for a, b in zip(first_selection, later_selection)]
                 )
-            gamma = self._scheduled(self.ire_config.flat_fraction, step)
             chosen = ire_core.select_flat_mask(
-                selection,
-                gamma,
-                previous=_xp.to_core([_xp.read(m) for m in masks]),
-                threshold_fn=_threshold_fn(),
+                selection, gamma, previous=previous, threshold_fn=_threshold_fn()
             )
-            stats = ire_core.mask_statistics(chosen.mask)
+            return chosen.mask, chosen.threshold, state
+
+        def refreshed():
+            gamma = self._scheduled(self.ire_config.flat_fraction, step)
+            mask, tau, state = select(gamma, _xp.to_core([_xp.read(m) for m in masks]))
+            stats = ire_core.mask_statistics(mask)
             return (
-                [ops.cast(_xp.from_core(m), "bool") for m in chosen.mask],
+                [ops.cast(_xp.from_core(m), "bool") for m in mask],
                 [ops.cast(_xp.from_core(s), a.dtype) for s, a in zip(state, averages)],
-                ops.cast(_xp.from_core(chosen.threshold), "float32"),
+                ops.cast(_xp.from_core(tau), "float32"),
                 ops.cast(_xp.from_core(stats.flat_fraction), "float32"),
                 ops.cast(_xp.from_core(stats.flat_count), self.mask_flat_count.dtype),
                 ops.convert_to_tensor(1, self.refresh_count.dtype),
@@ -518,7 +570,25 @@ class IRE(keras.optimizers.Optimizer):
 
     # -- Pieces of the step ---------------------------------------------------
 
-    def _gradient_estimate(self, grads, weights):
+    def _ranks_squares(self, curvature, weights) -> bool:
+        """Whether this refresh ranks ĥ = g² of a large model's gradients by
+        searching over g (:func:`_select_from_squares`): the ``"gradient"``
+        estimator, no curvature supplied, no average, and the exact threshold
+        searching in counting passes (under XLA, on JAX)."""
+        config = self.ire_config
+        n = sum(math.prod(w.shape) for w in weights)
+        return (
+            curvature is None
+            and isinstance(config.estimator, str) and config.estimator == "gradient"
+            and config.ema == 0
+            and _threshold_fn() is threshold.exact_threshold
+            and n >= _SQUARES_MIN_SIZE
+            and threshold.is_searched(n)
+        )
+
+    def _gradient_values(self, grads, weights):
+        """The gradients the step uses (accumulated, unscaled), dense, in at
+        least float32: what the ``"gradient"`` estimate squares."""
         inner = self.inner_optimizer
         grads = [_xp.dense(g, w.shape) for g, w in zip(grads, weights)]
         if inner.gradient_accumulation_steps:
@@ -530,8 +600,11 @@ class IRE(keras.optimizers.Optimizer):
             grads = [(g + ops.cast(_xp.read(a), g.dtype)) / steps for g, a in zip(grads, accumulated)]
         if inner.loss_scale_factor is not None:
             grads = [g / inner.loss_scale_factor for g in grads]
-        grads = [ops.cast(g, keras.backend.result_type("float32", g.dtype)) for g in grads]
-        return [_xp.from_core(h) for h in ire_core.squared(_xp.to_core(grads))]
+        return [ops.cast(g, _float_of(g.dtype)) for g in grads]
+
+    def _gradient_estimate(self, grads, weights):
+        values = self._gradient_values(grads, weights)
+        return [_xp.from_core(h) for h in ire_core.squared(_xp.to_core(values))]
 
     def _scheduled(self, schedule, step):
         if callable(schedule):

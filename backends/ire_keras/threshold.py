@@ -26,6 +26,12 @@ where each operation of a counting pass is a kernel of its own, τ is read
 from two histograms of the bit patterns instead (:mod:`ire_keras._radix`),
 about three times faster than the 7–10 passes of the search.
 
+For the ``"gradient"`` estimate ĥ = g², :func:`exact_threshold_of_squares`
+runs the search over |g|, taken tensor by tensor inside each counting pass,
+and squares the result: a compiled step holds its refresh branch's
+temporaries on every step, taken or not, and g² ranked as it is would be
+one of them, in full.
+
 Example:
   >>> import keras
   >>> from ire_keras import exact_threshold
@@ -46,7 +52,14 @@ from keras import ops
 
 from . import _xp
 
-__all__ = ["DEVICE_SORT_SIZE", "SAMPLE_SIZE", "exact_threshold"]
+__all__ = [
+    "DEVICE_SORT_SIZE",
+    "SAMPLE_SIZE",
+    "exact_threshold",
+    "exact_threshold_of_squares",
+    "is_searched",
+    "magnitude",
+]
 
 #: The largest model that is sorted outright, and the smallest sample sorted
 #: to seed the search (the sample grows to 4 × this with the model: one value
@@ -86,7 +99,55 @@ def exact_threshold(values: Sequence, k):
     return _xp.KerasArray(tau) if wrapped else tau
 
 
-def _exact_threshold(flats: list, k):
+def exact_threshold_of_squares(grads: Sequence, k):
+    """τ = the k-th smallest g² of all ``grads``, without g² in full where
+    the values are searched (:func:`is_searched`).
+
+    The ``"gradient"`` estimate ĥ = g² ranks like |g|, and squaring is
+    monotone (in floating point too), so τ is the square of the k-th smallest
+    |g|. The search reads |g| of each tensor inside each counting pass. Where
+    τ is sorted or read from histograms, g² is ranked as it is.
+
+    Args:
+      grads: tensors of one floating dtype, one per weight. A NaN ranks as
+        +inf, as in the selection rule.
+      k: the rank, a Python int or an integer tensor.
+
+    Returns:
+      A 0-d tensor of the gradients' dtype: :func:`exact_threshold` of the
+      selection values of ``g * g`` (+inf for k <= 0).
+
+    Example:
+      >>> import keras
+      >>> grads = [keras.ops.convert_to_tensor([-3.0, 1.0]), keras.ops.convert_to_tensor([2.0])]
+      >>> float(keras.ops.convert_to_numpy(exact_threshold_of_squares(grads, 2)))
+      4.0
+    """
+    flats = [ops.reshape(g, (-1,)) for g in grads]
+    dtypes = {keras.backend.standardize_dtype(f.dtype) for f in flats}
+    if len(dtypes) > 1:
+        raise ValueError(f"grads must share one dtype, got {sorted(dtypes)}")
+    if not is_searched(sum(_size(f) for f in flats)):
+        return _exact_threshold([magnitude(f * f) for f in flats], k)
+    root = _exact_threshold(flats, k, prepare=magnitude)
+    return root * root
+
+
+def is_searched(n: int) -> bool:
+    """Whether :func:`exact_threshold` ranks ``n`` values by counting passes
+    (in the current trace): not sorted, nor read from histograms."""
+    return n > SAMPLE_SIZE and not _sorts_on_one_accelerator(n) and not _counts_by_histograms()
+
+
+def magnitude(x):
+    """|x| with NaN as +inf: the ranking value of x."""
+    return ops.where(ops.isnan(x), ops.convert_to_tensor(math.inf, x.dtype), ops.abs(x))
+
+
+def _exact_threshold(flats: list, k, prepare=None):
+    """The k-th smallest of ``prepare(f)`` over ``flats`` (1-d tensors);
+    ``prepare`` (elementwise, order-preserving input to ranking values) runs
+    inside the search's passes, and on everything up front elsewhere."""
     dtypes = {keras.backend.standardize_dtype(f.dtype) for f in flats} or {"float32"}
     # (keras.backend.result_type would turn a lone float64 into floatx)
     dtype = dtypes.pop() if len(dtypes) == 1 else keras.backend.result_type(*dtypes)
@@ -97,14 +158,16 @@ def _exact_threshold(flats: list, k):
         return infinity
     counter = "int32" if n < 2**31 else "int64"
     rank = ops.clip(ops.cast(ops.convert_to_tensor(k), counter), 1, n)
-    if n <= SAMPLE_SIZE or _sorts_on_one_accelerator(n):
-        tau = _as_value(ops.take(_sorted_keys(flats), rank - 1), dtype)
-    elif _counts_by_histograms():
-        from . import _radix
-
-        tau = _radix.kth_smallest(_pieces(flats), rank, counter)
+    if is_searched(n):
+        tau = _kth_smallest(flats, rank, n, dtype, counter, prepare or (lambda f: f))
     else:
-        tau = _kth_smallest(flats, rank, n, dtype, counter)
+        flats = [prepare(f) for f in flats] if prepare else flats
+        if n <= SAMPLE_SIZE or _sorts_on_one_accelerator(n):
+            tau = _as_value(ops.take(_sorted_keys(flats), rank - 1), dtype)
+        else:
+            from . import _radix
+
+            tau = _radix.kth_smallest(_pieces(flats), rank, counter)
     if isinstance(k, numbers.Number):
         return tau
     return ops.where(ops.convert_to_tensor(k) > 0, tau, infinity)
@@ -168,19 +231,20 @@ def _sorted_keys(flats: list):
     return ops.sort(_as_key(ops.concatenate(flats) if len(flats) > 1 else flats[0]))
 
 
-def _sample(flats: list, n: int):
+def _sample(flats: list, n: int, prepare):
     """The sorted bit patterns of a sample, evenly strided in every tensor."""
     wanted = min(4 * SAMPLE_SIZE, max(SAMPLE_SIZE, n // 256))
     picked = []
     for flat in flats:
         size = _size(flat)
         share = max(1, round(wanted * size / n))
-        picked.append(flat[:: max(1, size // share)])
+        picked.append(prepare(flat[:: max(1, size // share)]))
     return _sorted_keys(picked)
 
 
-def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str):
-    """Exact k-th smallest (1 <= k <= n, a tensor) of values >= 0 in ``flats``.
+def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str, prepare):
+    """Exact k-th smallest (1 <= k <= n, a tensor) of the values >= 0
+    ``prepare(f)`` of ``flats``, taken inside every pass.
 
     The loop carries ``(lo, lo_count, lo_weight, hi, hi_count, hi_weight,
     probes, moved_hi, in_gap)`` with ``count(lo) < k <= count(hi)`` over bit
@@ -192,10 +256,10 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str):
 
     def count(key):
         pivot = _as_value(key, dtype)
-        partial = [_xp.count_true(ops.less_equal(f, pivot), counter) for f in flats]
+        partial = [_xp.count_true(ops.less_equal(prepare(f), pivot), counter) for f in flats]
         return ops.cast(_add_all(partial), counter)  # sums widen under JAX x64
 
-    drawn = _sample(flats, n)
+    drawn = _sample(flats, n, prepare)
     m = _size(drawn)
     q = ops.cast(k, "float32") / n
     spread = 3.0 * ops.sqrt(q * (1.0 - q) / m) + 2.0 / m
@@ -263,7 +327,8 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str):
     def largest_up_to_hi():  # exactly k values are <= hi
         bound = _as_value(hi, dtype)
         zero = ops.zeros((), dtype)
-        return _extreme(ops.max, [ops.max(ops.where(f <= bound, f, zero)) for f in flats])
+        values = [prepare(f) for f in flats]
+        return _extreme(ops.max, [ops.max(ops.where(v <= bound, v, zero)) for v in values])
 
     def smallest_above_lo():  # exactly k - 1 values are <= lo (lo = -1: none)
         bound = _as_value(ops.maximum(lo, 0), dtype)
@@ -272,8 +337,8 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str):
         return _extreme(
             ops.min,
             [
-                ops.min(ops.where(ops.logical_or(f > bound, none_below), f, infinity))
-                for f in flats
+                ops.min(ops.where(ops.logical_or(v > bound, none_below), v, infinity))
+                for v in map(prepare, flats)
             ],
         )
 

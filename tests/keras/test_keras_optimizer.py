@@ -66,6 +66,40 @@ def test_apply_matches_reference_float64(float64, base):
         np.testing.assert_array_equal(numpy(mask), want)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function is TensorFlow's")
+def test_apply_inside_a_users_tf_function_matches_reference_float64(float64, caplog):
+    # A custom training loop compiles apply with AutoGraph on: it must run the
+    # step as written, without AutoGraph's "could not transform" warnings.
+    import tensorflow as tf
+
+    keras_base, numpy_base = CASES["adamw"]
+    config = dict(kappa=1.5, flat_fraction=0.4, interval=3, ema=0.5, start_step=2)
+    x, y = regression_data()
+    model = dense_model()
+    params = [w.copy() for w in model.get_weights()]
+    weights = model.trainable_variables
+    optimizer = ire_keras.IRE(keras_base(), **config)
+    reference = ReferenceIRE(numpy_base(), ire_core.IREConfig(**config))
+    state = reference.init(params)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean((model(x) - y) ** 2)
+        optimizer.apply(tape.gradient(loss, weights), weights)
+
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for _ in range(APPLY_STEPS):
+            train_step()
+            params, state = reference.step(params, mse_grads(params, x, y), state)
+    assert not [r for r in caplog.records if "AutoGraph" in r.getMessage()]
+    for got, want in zip(weights, params):
+        np.testing.assert_allclose(numpy(got), want, rtol=1e-10, atol=1e-12)
+    for mask, want in zip(optimizer.flat_masks, state.mask):
+        np.testing.assert_array_equal(numpy(mask), want)
+    assert int(numpy(optimizer.refresh_count)) == state.refreshes
+
+
 # Keras's fit path computes the "mse" gradient float64-exactly on TensorFlow
 # only; on JAX and torch it differs from the exact one by about 1e-7
 # relative (the direct-apply test above checks IRE's arithmetic to 1e-12).
@@ -119,6 +153,40 @@ def test_fit_past_the_sorting_size_matches_reference_float64(float64, base, ema,
     for mask, want in zip(model.optimizer.flat_masks, state.mask):
         np.testing.assert_array_equal(numpy(mask), want)
     assert ranked
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras on torch ranks with ire_core, eagerly")
+def test_a_refresh_over_g_equals_the_refresh_over_g_squared(float64, monkeypatch):
+    # Where τ is searched (XLA; JAX), a large model's "gradient" refresh
+    # ranks |g| and never holds g² in full: the same masks, bit for bit.
+    from ire_keras import optimizer as ire_optimizer
+    from ire_keras import threshold
+
+    calls = []
+    of_squares = threshold.exact_threshold_of_squares
+    monkeypatch.setattr(threshold, "exact_threshold_of_squares",
+                        lambda *a: calls.append(1) or of_squares(*a))
+
+    def trained(min_size):
+        monkeypatch.setattr(ire_optimizer, "_SQUARES_MIN_SIZE", min_size)
+        x, y = regression_data(n=16, features=80, outputs=64)
+        model = dense_model(features=80, outputs=64)
+        model.compile(optimizer=ire_keras.IRE(CASES["adamw"][0](), kappa=1.5, flat_fraction=0.4,
+                                              interval=3, start_step=2),
+                      loss="mse", jit_compile=True)
+        fit(model, x, y, STEPS)
+        return model
+
+    over_g = trained(0)
+    searched = len(calls)
+    over_squares = trained(1 << 62)
+    assert searched > 0 and len(calls) == searched
+    for a, b in zip(over_g.get_weights(), over_squares.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(over_g.optimizer.flat_masks, over_squares.optimizer.flat_masks):
+        np.testing.assert_array_equal(numpy(a), numpy(b))
+    assert numpy(over_g.optimizer.mask_threshold) == numpy(over_squares.optimizer.mask_threshold)
+    assert int(numpy(over_g.optimizer.refresh_count)) == 4
 
 
 def test_apply_matches_reference_float32_with_schedules():

@@ -10,8 +10,8 @@ import pytest
 from conftest import BACKEND, numpy
 
 import ire_core
-from ire_keras import _xp, exact_threshold
-from ire_keras.threshold import SAMPLE_SIZE
+from ire_keras import _xp, exact_threshold, threshold
+from ire_keras.threshold import SAMPLE_SIZE, exact_threshold_of_squares
 
 # A small model past the sorting size: a matrix, a vector, an empty tensor
 # and a matrix whose size is not a multiple of anything convenient.
@@ -72,6 +72,47 @@ def test_search_equals_a_sort(kind):
     assert float(numpy(exact_threshold(tensors, ranks[2]))) == ordered[ranks[2] - 1]
     assert float(numpy(exact_threshold(tensors, 0))) == np.inf
     assert float(numpy(threshold(tensors, keras.ops.convert_to_tensor(0, "int32")))) == np.inf
+
+
+def _searching(fn):
+    """``fn`` compiled where the threshold is searched: XLA on TensorFlow."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    return _compiled(fn)
+
+
+@pytest.mark.parametrize("kind", ["mixed", "mostly infinite", "wide", "smooth"])
+def test_threshold_of_squares_is_the_threshold_of_the_squares(kind):
+    # τ of ĥ = g² searched over |g| and squared, against a sort of the
+    # rule's values of g * g (NaN as +inf), with signs, NaN and overflow.
+    rng = np.random.default_rng(len(kind) + 7)
+    grads = (_distribution(kind, rng, N) * rng.choice([-1, 1], N)).astype("float32")
+    grads[rng.random(N) < 0.01] = np.nan
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = grads * grads
+    ordered = np.sort(np.where(np.isnan(squares), np.inf, squares))
+    tensors = _tensors(grads, SHAPES)
+    searched = []
+
+    def squared_threshold(g, k):
+        searched.append(threshold.is_searched(N))
+        return exact_threshold_of_squares(g, k)
+
+    compiled = _searching(squared_threshold)
+    for k in [1, int(0.6 * N), N - 1, N]:
+        got = compiled(tensors, keras.ops.convert_to_tensor(k, "int32"))
+        assert float(numpy(got)) == ordered[k - 1], (kind, k)
+        assert float(numpy(exact_threshold_of_squares(tensors, k))) == ordered[k - 1]
+    assert searched and all(searched)
+    assert float(numpy(exact_threshold_of_squares(tensors, 0))) == np.inf
+
+
+def test_threshold_of_squares_needs_one_dtype():
+    grads = [keras.ops.ones((2,), "float32"), keras.ops.ones((2,), "float16")]
+    with pytest.raises(ValueError, match="one dtype"):
+        exact_threshold_of_squares(grads, 1)
 
 
 @pytest.mark.parametrize("n", [1, 5, 300])
