@@ -616,10 +616,12 @@ def _jax_rows(sz: Sizes) -> list[Row]:
     return rows
 
 
-def _split_rows(backend, label, name, record, base, sz: Sizes, peak, extra, count) -> list[Row]:
+def _split_rows(backend, label, name, record, base, sz: Sizes, peak, extra, count,
+                refresh_peak=None) -> list[Row]:
     """The ``…, steps without refresh`` and ``…, refresh steps`` rows from the
     per-step ``record`` of an IRE variant (warm-up round first) and the base's
-    per-round step times; a kind of step the rounds did not hold has no row."""
+    per-round step times; a kind of step the rounds did not hold has no row.
+    The memory columns are the variant's own."""
     rows = []
     rounds = [record[(r + 1) * sz.steps:(r + 2) * sz.steps] for r in range(len(base))]
     for kind, refresh in (("steps without refresh", False), ("refresh steps", True)):
@@ -628,7 +630,8 @@ def _split_rows(backend, label, name, record, base, sz: Sizes, peak, extra, coun
         if pairs:
             rows.append(Row(backend, label, f"{name}, {kind}", _median_ms(base),
                             _median_ms([m for m, _ in pairs]),
-                            statistics.median(m / b for m, b in pairs), peak, extra, count))
+                            statistics.median(m / b for m, b in pairs), peak, extra, count,
+                            refresh_peak))
     return rows
 
 
@@ -702,14 +705,19 @@ def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
              "keras AdamW" + xla: "keras AdamW" + xla, ire_name + xla: "keras AdamW" + xla}
     rows = []
     make, x, y = _keras_problem(kind, spec, sz)
+
+    def optimizer_for(name):
+        base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
+        return base if name.startswith("keras AdamW") else ire_keras.IRE(
+            base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
+
+    peaks = {name: _keras_step_peaks(make, optimizer_for(name), x, y, name.endswith(xla))
+             for name in bases}
     models = {}
     for name in bases:
         keras.utils.set_random_seed(0)
         model = make()
-        base = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
-        optimizer = base if name.startswith("keras AdamW") else ire_keras.IRE(
-            base, kappa=KAPPA, flat_fraction=GAMMA, interval=INTERVAL)
-        model.compile(optimizer=optimizer, jit_compile=name.endswith(xla),
+        model.compile(optimizer=optimizer_for(name), jit_compile=name.endswith(xla),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.train_on_batch(x, y)
         models[name] = model
@@ -738,12 +746,48 @@ def _keras_case(kind, size, spec, sz: Sizes) -> list[Row]:
         base = times[base_name]
         rows.append(Row(
             "keras", label, name, _median_ms(base), _median_ms(times[name]),
-            statistics.median(v / b for v, b in zip(times[name], base)), None,
-            (states[name] - states[base_name]) / param_bytes, count))
+            statistics.median(v / b for v, b in zip(times[name], base)), peaks[name][0],
+            (states[name] - states[base_name]) / param_bytes, count, peaks[name][1]))
     extra = (states[ire_name] - states["keras AdamW"]) / param_bytes
-    rows += _split_rows("keras", label, ire_name, record, times["keras AdamW"], sz, None,
-                        extra, count)
+    rows += _split_rows("keras", label, ire_name, record, times["keras AdamW"], sz,
+                        peaks[ire_name][0], extra, count, peaks[ire_name][1])
     return rows
+
+
+def _keras_step_peaks(make, optimizer, x, y, jit_compile: bool):
+    """``(step, refresh)``: the most memory (MiB) that TensorFlow's CPU
+    allocator held during one ``optimizer.apply`` beyond what it held before,
+    over two refresh periods of steps on one batch's gradients, on steps
+    without and with a refresh (``None`` for a kind of step not seen, and for
+    both off TensorFlow or where the allocator keeps no statistics)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None, None
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = make()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        value = loss(y, model(x))
+    weights = model.trainable_variables
+    grads = tape.gradient(value, weights)
+    optimizer.build(weights)
+    step = tf.function(lambda: optimizer.apply(grads, weights), jit_compile=jit_compile)
+    refresh_due = getattr(optimizer, "is_refresh_step", lambda: False)
+    step()
+    peaks = {False: [], True: []}
+    try:
+        for _ in range(2 * INTERVAL):
+            refresh = bool(refresh_due())
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            step()
+            peaks[refresh].append(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
+    except (ValueError, AttributeError, tf.errors.OpError):
+        return None, None
+    return tuple(_mib(max(p)) if p else None for p in (peaks[False], peaks[True]))
 
 
 def _keras_problem(kind, spec, sz: Sizes):
