@@ -145,9 +145,10 @@ def magnitude(x):
 
 
 def _exact_threshold(flats: list, k, prepare=None):
-    """The k-th smallest of ``prepare(f)`` over ``flats`` (1-d tensors);
-    ``prepare`` (elementwise, order-preserving input to ranking values) runs
-    inside the search's passes, and on everything up front elsewhere."""
+    """The k-th smallest of the ranking values ``prepare(f)`` of ``flats``
+    (1-d tensors; the values themselves without ``prepare``). The search
+    applies ``prepare`` inside each pass; a sort or the histograms apply it
+    to everything first."""
     dtypes = {keras.backend.standardize_dtype(f.dtype) for f in flats} or {"float32"}
     # (keras.backend.result_type would turn a lone float64 into floatx)
     dtype = dtypes.pop() if len(dtypes) == 1 else keras.backend.result_type(*dtypes)

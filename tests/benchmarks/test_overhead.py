@@ -115,3 +115,31 @@ def test_quick_jax_run_has_every_row_and_donated_rows_use_the_donated_base(tmp_p
         assert donated.base_ms == mine["optax adamw, donated buffers"].ire_ms
         assert 0.25 <= donated.extra_state < 0.3  # one bool per coordinate, and a few scalars
         assert all(r.ire_ms > 0 and r.ratio > 0 for r in mine.values())
+
+
+def test_quick_keras_run_has_every_row_and_the_allocators_peaks(tmp_path, monkeypatch):
+    pytest.importorskip("ire_keras", reason="the Keras rows need keras and ire_keras")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Keras was imported with another backend; the rows run on TensorFlow")
+    result = overhead.main(["--quick", "--backends", "keras", "--out", str(tmp_path)])
+    assert not result["failed"] and not result["skipped"]
+    rows = result["rows"]
+    models = sorted({r.model for r in rows})
+    assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
+                                                 "mlp-small"]
+    for model in models:
+        mine = {r.variant: r for r in rows if r.model == model}
+        assert list(mine)[:5] == [
+            "keras AdamW", "ire_keras gradient", "keras AdamW, jit_compile=True",
+            "ire_keras gradient, jit_compile=True", "ire_keras gradient, steps without refresh",
+        ]
+        for name, row in mine.items():
+            assert row.peak_mib is not None and row.peak_mib >= 0
+            if name.startswith("keras AdamW"):  # the base never refreshes
+                assert row.ratio == 1.0 and row.refresh_peak_mib is None
+            else:  # two refresh periods of steps: both kinds were measured
+                assert row.refresh_peak_mib is not None and row.refresh_peak_mib >= 0
+                assert 0.25 <= row.extra_state < 0.3

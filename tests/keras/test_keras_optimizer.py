@@ -44,18 +44,23 @@ CASES = {
 }
 
 
+def _apply_case(base):
+    """A model, IRE around ``base`` for its weights, and the NumPy reference
+    from the same start: ``(model, optimizer, reference, params, state)``."""
+    keras_base, numpy_base = CASES[base]
+    config = dict(kappa=1.5, flat_fraction=0.4, interval=3, ema=0.5, start_step=2)
+    model = dense_model()
+    params = [w.copy() for w in model.get_weights()]
+    reference = ReferenceIRE(numpy_base(), ire_core.IREConfig(**config))
+    return model, ire_keras.IRE(keras_base(), **config), reference, params, reference.init(params)
+
+
 @pytest.mark.parametrize("base", ["nesterov", "adamw"])
 def test_apply_matches_reference_float64(float64, base):
     # The same gradients fed to both, step by step: IRE's own arithmetic.
-    keras_base, numpy_base = CASES[base]
-    config = dict(kappa=1.5, flat_fraction=0.4, interval=3, ema=0.5, start_step=2)
     x, y = regression_data()
-    model = dense_model()
-    params = [w.copy() for w in model.get_weights()]
+    model, optimizer, reference, params, state = _apply_case(base)
     weights = model.trainable_variables
-    optimizer = ire_keras.IRE(keras_base(), **config)
-    reference = ReferenceIRE(numpy_base(), ire_core.IREConfig(**config))
-    state = reference.init(params)
     for _ in range(APPLY_STEPS):
         grads = mse_grads([numpy(w) for w in weights], x, y)
         optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], weights)
@@ -72,15 +77,9 @@ def test_apply_inside_a_users_tf_function_matches_reference_float64(float64, cap
     # step as written, without AutoGraph's "could not transform" warnings.
     import tensorflow as tf
 
-    keras_base, numpy_base = CASES["adamw"]
-    config = dict(kappa=1.5, flat_fraction=0.4, interval=3, ema=0.5, start_step=2)
     x, y = regression_data()
-    model = dense_model()
-    params = [w.copy() for w in model.get_weights()]
+    model, optimizer, reference, params, state = _apply_case("adamw")
     weights = model.trainable_variables
-    optimizer = ire_keras.IRE(keras_base(), **config)
-    reference = ReferenceIRE(numpy_base(), ire_core.IREConfig(**config))
-    state = reference.init(params)
 
     @tf.function
     def train_step():
