@@ -759,7 +759,8 @@ def _keras_step_peaks(make, optimizer, x, y, jit_compile: bool):
     allocator held during one ``optimizer.apply`` beyond what it held before,
     over two refresh periods of steps on one batch's gradients, on steps
     without and with a refresh (``None`` for a kind of step not seen, and for
-    both off TensorFlow or where the allocator keeps no statistics)."""
+    both off TensorFlow or where the allocator keeps no statistics: with
+    ``TF_ENABLE_ONEDNN_OPTS=0``, unless ``TF_CPU_ALLOCATOR_USE_BFC=true``)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":

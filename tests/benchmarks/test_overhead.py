@@ -124,6 +124,12 @@ def test_quick_keras_run_has_every_row_and_the_allocators_peaks(tmp_path, monkey
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras was imported with another backend; the rows run on TensorFlow")
+    import tensorflow as tf
+
+    try:  # the nox session makes TensorFlow keep them
+        counted = tf.config.experimental.get_memory_info("CPU:0") is not None
+    except ValueError:  # "Allocator stats not available": the columns read n/a
+        counted = False
     result = overhead.main(["--quick", "--backends", "keras", "--out", str(tmp_path)])
     assert not result["failed"] and not result["skipped"]
     rows = result["rows"]
@@ -137,9 +143,9 @@ def test_quick_keras_run_has_every_row_and_the_allocators_peaks(tmp_path, monkey
             "ire_keras gradient, jit_compile=True", "ire_keras gradient, steps without refresh",
         ]
         for name, row in mine.items():
-            assert row.peak_mib is not None and row.peak_mib >= 0
+            assert (row.peak_mib is not None and row.peak_mib >= 0) == counted
             if name.startswith("keras AdamW"):  # the base never refreshes
                 assert row.ratio == 1.0 and row.refresh_peak_mib is None
             else:  # two refresh periods of steps: both kinds were measured
-                assert row.refresh_peak_mib is not None and row.refresh_peak_mib >= 0
+                assert (row.refresh_peak_mib is not None and row.refresh_peak_mib >= 0) == counted
                 assert 0.25 <= row.extra_state < 0.3
