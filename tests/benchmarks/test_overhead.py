@@ -96,18 +96,25 @@ def test_unusable_torch_device_is_refused(capsys):
     assert "--device must be cpu or a CUDA device, got 'meta'" in capsys.readouterr().err
 
 
-def test_quick_jax_run_has_every_row_and_donated_rows_use_the_donated_base(tmp_path):
-    pytest.importorskip("ire_jax", reason="the JAX rows need jax and ire_jax")
-    rows = overhead.main(["--quick", "--backends", "jax", "--out", str(tmp_path)])["rows"]
+def _rows_by_model(rows, first_variants: list) -> dict:
+    """``{model: {variant: row}}`` of a quick run, which must hold the four
+    models, each starting with ``first_variants``."""
     models = sorted({r.model for r in rows})
     assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
                                                  "mlp-small"]
-    for model in models:
-        mine = {r.variant: r for r in rows if r.model == model}
-        assert list(mine)[:5] == [
-            "optax adamw", "ire_jax gradient", "optax adamw, donated buffers",
-            "ire_jax gradient, donated buffers", "ire_jax gradient, steps without refresh",
-        ]
+    by_model = {m: {r.variant: r for r in rows if r.model == m} for m in models}
+    for mine in by_model.values():
+        assert list(mine)[: len(first_variants)] == first_variants
+    return by_model
+
+
+def test_quick_jax_run_has_every_row_and_donated_rows_use_the_donated_base(tmp_path):
+    pytest.importorskip("ire_jax", reason="the JAX rows need jax and ire_jax")
+    rows = overhead.main(["--quick", "--backends", "jax", "--out", str(tmp_path)])["rows"]
+    for mine in _rows_by_model(rows, [
+        "optax adamw", "ire_jax gradient", "optax adamw, donated buffers",
+        "ire_jax gradient, donated buffers", "ire_jax gradient, steps without refresh",
+    ]).values():
         for name in ("optax adamw", "optax adamw, donated buffers"):
             assert mine[name].ratio == 1.0 and mine[name].extra_state == 0.0
         assert mine["ire_jax gradient"].base_ms == mine["optax adamw"].ire_ms
@@ -132,16 +139,10 @@ def test_quick_keras_run_has_every_row_and_the_allocators_peaks(tmp_path, monkey
         counted = False
     result = overhead.main(["--quick", "--backends", "keras", "--out", str(tmp_path)])
     assert not result["failed"] and not result["skipped"]
-    rows = result["rows"]
-    models = sorted({r.model for r in rows})
-    assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
-                                                 "mlp-small"]
-    for model in models:
-        mine = {r.variant: r for r in rows if r.model == model}
-        assert list(mine)[:5] == [
-            "keras AdamW", "ire_keras gradient", "keras AdamW, jit_compile=True",
-            "ire_keras gradient, jit_compile=True", "ire_keras gradient, steps without refresh",
-        ]
+    for mine in _rows_by_model(result["rows"], [
+        "keras AdamW", "ire_keras gradient", "keras AdamW, jit_compile=True",
+        "ire_keras gradient, jit_compile=True", "ire_keras gradient, steps without refresh",
+    ]).values():
         for name, row in mine.items():
             assert (row.peak_mib is not None and row.peak_mib >= 0) == counted
             if name.startswith("keras AdamW"):  # the base never refreshes
