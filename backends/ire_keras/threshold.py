@@ -332,8 +332,9 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str, prepare):
         return _extreme(ops.max, [ops.max(ops.where(v <= bound, v, zero)) for v in values])
 
     def smallest_above_lo():  # exactly k - 1 values are <= lo (lo = -1: none)
-        bound = _as_value(ops.maximum(lo, 0), dtype)
         none_below = lo < 0
+        # (not ops.maximum: on torch it returns int32 for two int64 operands)
+        bound = _as_value(ops.where(none_below, ops.zeros((), key_type), lo), dtype)
         infinity = ops.convert_to_tensor(math.inf, dtype)
         return _extreme(
             ops.min,

@@ -115,9 +115,11 @@ def test_threshold_of_squares_needs_one_dtype():
         exact_threshold_of_squares(grads, 1)
 
 
-@pytest.mark.parametrize("n", [1, 5, 300])
-def test_small_models_equal_a_sort(n, float64):
-    # float64 where the backend has it (JAX runs these tests with x64)
+@pytest.mark.parametrize("n", [1, 5, 300, 3 * SAMPLE_SIZE + 5])
+def test_float64_equals_a_sort(n, float64):
+    # float64 where the backend has it (JAX runs these tests with x64): sorted
+    # up to SAMPLE_SIZE values, searched (or, eagerly on TensorFlow, read
+    # from histograms) past it
     values = _distribution("mixed", np.random.default_rng(n), n)
     values = values.astype(keras.backend.standardize_dtype(keras.ops.convert_to_tensor(values).dtype))
     tensors = _tensors(values, [(n // 2,), (n - n // 2,)])
