@@ -90,7 +90,12 @@ def amplified_writes(inner, weights, masks, kappa):
     import tensorflow as tf
 
     mask_of = {inner._var_key(w): m for w, m in zip(weights, masks)}
-    scales, decayed = {}, {}
+    # 1 and 1 + κ per dtype, made before any step: they wait for none.
+    scales = {}
+    for dtype in {keras.backend.standardize_dtype(w.dtype) for w in weights}:
+        one = ops.cast(1.0, dtype)
+        scales[dtype] = (one, one + ops.cast(kappa, dtype))
+    decayed = {}
     assign_add, assign_sub = inner.assign_add, inner.assign_sub
 
     def decay_value(variable):
@@ -98,24 +103,21 @@ def amplified_writes(inner, weights, masks, kappa):
         decay_rate = ops.cast(inner.weight_decay, variable.dtype)
         return variable * decay_rate * rate
 
-    def ones_and_scales(dtype):
-        """1 and 1 + κ in ``dtype``, made once per step."""
-        if dtype not in scales:
-            one = ops.cast(1.0, dtype)
-            scales[dtype] = (one, one + ops.cast(kappa, dtype))
-        return scales[dtype]
+    def factor(variable):
+        """1 + κ on the weight's flat coordinates, 1 elsewhere."""
+        one, scale = scales[keras.backend.standardize_dtype(variable.dtype)]
+        return ops.where(mask_of[inner._var_key(variable)], scale, one)
 
     def write(assign, variable, value):
         key = inner._var_key(variable)
         if key not in mask_of:
             return assign(variable, value)
         value = ops.cast(_xp.dense(value, variable.shape), variable.dtype)
-        one, scale = ones_and_scales(variable.dtype)
         with tf.control_dependencies([value]):
-            factor = ops.where(mask_of[key], scale, one)
+            amplify = factor(variable)
             if key in decayed:
-                assign_sub(variable, decay_value(decayed.pop(key)) * factor)
-        return assign(variable, value * factor)
+                assign_sub(variable, decay_value(decayed.pop(key)) * amplify)
+        return assign(variable, value * amplify)
 
     def decay(variables):
         if inner.weight_decay is None:
@@ -138,9 +140,8 @@ def amplified_writes(inner, weights, masks, kappa):
         object.__setattr__(inner, name, patch)
     try:
         yield
-        for key, variable in list(decayed.items()):  # a weight whose step wrote nothing
-            one, scale = ones_and_scales(variable.dtype)
-            assign_sub(variable, decay_value(variable) * ops.where(mask_of[key], scale, one))
+        for variable in list(decayed.values()):  # a weight whose step wrote nothing
+            assign_sub(variable, decay_value(variable) * factor(variable))
     finally:
         for name in patches:
             object.__delattr__(inner, name)

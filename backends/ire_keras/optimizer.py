@@ -76,11 +76,6 @@ def _as_written(method):
     return tf.autograph.experimental.do_not_convert(method)
 
 
-def _float_of(dtype) -> str:
-    """The dtype ranked for a weight of ``dtype``: at least float32."""
-    return keras.backend.result_type("float32", dtype)
-
-
 def _select_from_squares(grads, gamma, previous):
     """(mask, τ) of ĥ = g² in ire_core's form, with g² never held in full:
     τ from :func:`threshold.exact_threshold_of_squares`, then the rule of
@@ -600,7 +595,7 @@ class IRE(keras.optimizers.Optimizer):
             grads = [(g + ops.cast(_xp.read(a), g.dtype)) / steps for g, a in zip(grads, accumulated)]
         if inner.loss_scale_factor is not None:
             grads = [g / inner.loss_scale_factor for g in grads]
-        return [ops.cast(g, _float_of(g.dtype)) for g in grads]
+        return [ops.cast(g, keras.backend.result_type("float32", g.dtype)) for g in grads]
 
     def _gradient_estimate(self, grads, weights):
         values = self._gradient_values(grads, weights)

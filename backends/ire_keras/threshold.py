@@ -328,8 +328,9 @@ def _kth_smallest(flats: list, k, n: int, dtype: str, counter: str, prepare):
     def largest_up_to_hi():  # exactly k values are <= hi
         bound = _as_value(hi, dtype)
         zero = ops.zeros((), dtype)
-        values = [prepare(f) for f in flats]
-        return _extreme(ops.max, [ops.max(ops.where(v <= bound, v, zero)) for v in values])
+        return _extreme(
+            ops.max, [ops.max(ops.where(v <= bound, v, zero)) for v in map(prepare, flats)]
+        )
 
     def smallest_above_lo():  # exactly k - 1 values are <= lo (lo = -1: none)
         none_below = lo < 0
