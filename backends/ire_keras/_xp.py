@@ -32,8 +32,10 @@ __all__ = [
     "count_true",
     "dense",
     "from_core",
+    "in_xla",
     "native",
     "read",
+    "tf_variable",
     "to_core",
 ]
 
@@ -117,6 +119,27 @@ def count_true(mask, dtype: str = "int32"):
         words = tf.bitcast(tf.reshape(tf.cast(mask, tf.uint8), (-1, 4)), tf.uint32)
         return tf.reduce_sum(tf.cast(tf.raw_ops.PopulationCount(x=words), dtype))
     return ops.sum(ops.cast(mask, dtype))
+
+
+def tf_variable(variable):
+    """The ``tf.Variable`` behind a Keras variable (TensorFlow backend)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def in_xla() -> bool:
+    """Whether the TensorFlow graph being built is compiled by XLA (inside a
+    ``tf.function(jit_compile=True)``, as Keras' ``jit_compile=True`` step);
+    ``False`` on the other backends and where TensorFlow lacks the helper."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    except (ImportError, AttributeError):  # a TensorFlow without this helper
+        return False
 
 
 def native() -> bool:

@@ -186,17 +186,7 @@ def _counts_by_histograms() -> bool:
     """TensorFlow outside XLA reads τ from histograms (:mod:`ire_keras._radix`).
     Under XLA (``jit_compile=True``) the search runs: XLA compiles each
     histogram pass for seconds."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    try:
-        from tensorflow.python.ops import control_flow_util
-
-        in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    except (ImportError, AttributeError):  # a TensorFlow without this helper
-        in_xla = False
-    return not in_xla
+    return keras.backend.backend() == "tensorflow" and not _xp.in_xla()
 
 
 def _pieces(flats: list) -> list:

@@ -31,6 +31,14 @@ BASES = {
 }
 
 
+@pytest.fixture(params=["graph", "compiled"])
+def write_path(request, monkeypatch):
+    """Amplified writes by graph kernels, or by one XLA-compiled call per
+    weight however small (``fused.COMPILED_MIN_SIZE``)."""
+    monkeypatch.setattr(fused, "COMPILED_MIN_SIZE", 1 if request.param == "compiled" else 2**62)
+    return request.param
+
+
 def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None, jit_compile=False):
     """Weights of a model trained by IRE around ``make_base()``; ``generic``
     turns the fused path off. Returns the weights and how many steps went
@@ -57,7 +65,7 @@ def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None, jit_
 
 @on_tensorflow
 @pytest.mark.parametrize("base", sorted(BASES))
-def test_fused_step_matches_the_generic_step(base, monkeypatch, float64):
+def test_fused_step_matches_the_generic_step(base, write_path, monkeypatch, float64):
     fused_weights, fused_steps = _train(BASES[base], False, monkeypatch)
     generic_weights, generic_steps = _train(BASES[base], True, monkeypatch)
     assert fused_steps > 0 and generic_steps == 0
@@ -77,7 +85,8 @@ def test_fused_step_compiles_with_xla(base, monkeypatch, float64):
 
 @on_tensorflow
 @pytest.mark.parametrize("base", ["sgd-momentum", "adamw"])
-def test_fused_step_moves_flat_weights_further_and_the_others_exactly_as_the_base(base):
+def test_fused_step_moves_flat_weights_further_and_the_others_exactly_as_the_base(
+        base, write_path):
     x, y = regression_data()
     plain, wrapped = dense_model(), dense_model()
     start = [w.copy() for w in plain.get_weights()]
@@ -94,7 +103,7 @@ def test_fused_step_moves_flat_weights_further_and_the_others_exactly_as_the_bas
 
 
 @on_tensorflow
-def test_fused_step_densifies_sparse_embedding_updates(monkeypatch):
+def test_fused_step_densifies_sparse_embedding_updates(write_path, monkeypatch):
     # SGD writes an Embedding's gradient rows (tf.IndexedSlices) directly.
     def model():
         keras.utils.set_random_seed(0)
@@ -199,3 +208,59 @@ def test_a_decay_without_a_step_write_is_still_written_amplified():
         inner._apply_weight_decay([weight])
         np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [8.0, 8.0])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [6.0, 7.0])
+
+
+def _compiled_calls(graph) -> list:
+    """The calls of XLA-compiled functions in a traced graph."""
+    return [op for op in graph.get_operations()
+            if op.type in ("StatefulPartitionedCall", "PartitionedCall")
+            and op.node_def.attr["_XlaMustCompile"].b]
+
+
+@on_tensorflow
+def test_a_large_weight_is_written_by_one_compiled_call_exactly_as_the_base_off_the_mask():
+    # A 256 x 256 kernel reaches COMPILED_MIN_SIZE, its bias does not.
+    import tensorflow as tf
+
+    features = int(np.sqrt(fused.COMPILED_MIN_SIZE))
+    x, y = regression_data(n=8, features=features, outputs=features)
+    plain, wrapped = dense_model(features, features), dense_model(features, features)
+    start = [w.copy() for w in plain.get_weights()]
+    optimizer = ire_keras.IRE(BASES["adamw"](), kappa=2.0, flat_fraction=0.4)
+    plain.compile(optimizer=BASES["adamw"](), loss="mse")
+    wrapped.compile(optimizer=optimizer, loss="mse")
+    plain.train_on_batch(x, y)
+    wrapped.train_on_batch(x, y)
+    for p0, p, q, mask in zip(start, plain.get_weights(), wrapped.get_weights(),
+                              optimizer.flat_masks):
+        mask = keras.ops.convert_to_numpy(mask)
+        assert 0 < mask.sum() < mask.size
+        np.testing.assert_allclose((q - p0)[mask], 3.0 * (p - p0)[mask], rtol=1e-4)
+        np.testing.assert_array_equal(q[~mask], p[~mask])
+
+    weights = wrapped.trainable_variables
+    grads = [keras.ops.zeros_like(w) for w in weights]
+    graph = tf.function(lambda: optimizer.apply(grads, weights)).get_concrete_function().graph
+    assert len(_compiled_calls(graph)) == 1
+    jitted = tf.function(lambda: optimizer.apply(grads, weights), jit_compile=True)
+    assert _compiled_calls(jitted.get_concrete_function().graph) == []  # XLA compiles it all
+
+
+@on_tensorflow
+def test_compiled_writes_are_traced_once_when_the_step_runs_eagerly(monkeypatch, float64):
+    monkeypatch.setattr(fused, "COMPILED_MIN_SIZE", 1)
+    x, y = regression_data()
+    weights = {}
+    for eager in (False, True):
+        model = dense_model()
+        inner = BASES["adamw"]()
+        model.compile(optimizer=ire_keras.IRE(inner, kappa=1.5, flat_fraction=0.5, interval=2),
+                      loss="mse", run_eagerly=eager)
+        for _ in range(4):
+            model.train_on_batch(x, y)
+        weights[eager] = model.get_weights()
+    writes = fused._compiled_writes[inner]
+    assert len(writes) == 2
+    assert all(write.experimental_get_tracing_count() == 1 for write in writes.values())
+    for a, b in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
