@@ -7,7 +7,8 @@ optimizers write a weight's step through ``optimizer.assign_add`` or
 ``assign_sub``, and decoupled weight decay through ``_apply_weight_decay``.
 For them, :func:`amplified_writes` scales each such write by 1 + κ on the flat
 coordinates instead: no copy of the weights, about half the extra passes, and
-coordinates outside the mask written exactly as the base writes them.
+coordinates outside the mask written exactly as the base writes them. A
+larger weight's writes are one XLA-compiled pass (:data:`COMPILED_MIN_SIZE`).
 
 On JAX the generic step costs nothing extra already: XLA fuses the rescaling
 into the update. On torch, Keras runs its own ``torch._foreach`` kernels,
@@ -32,7 +33,7 @@ from keras import ops
 
 from . import _xp
 
-__all__ = ["amplified_writes", "fused_supported"]
+__all__ = ["COMPILED_MIN_SIZE", "amplified_writes", "fused_supported"]
 
 # Built-in optimizers whose update_step writes a weight only through
 # self.assign_add / self.assign_sub, once per step.
