@@ -127,9 +127,12 @@ def amplified_writes(inner, weights, masks, kappa):
         decay_rate = ops.cast(inner.weight_decay, variable.dtype)
         return variable * decay_rate * rate
 
+    def scales_of(variable):
+        return scales[keras.backend.standardize_dtype(variable.dtype)]
+
     def factor(variable):
         """1 + κ on the weight's flat coordinates, 1 elsewhere."""
-        one, scale = scales[keras.backend.standardize_dtype(variable.dtype)]
+        one, scale = scales_of(variable)
         return ops.where(mask_of[inner._var_key(variable)], scale, one)
 
     def write(assign, variable, value):
@@ -140,9 +143,8 @@ def amplified_writes(inner, weights, masks, kappa):
         with tf.control_dependencies([value]):
             decay = decay_value(decayed.pop(key)) if key in decayed else None
             if compiled and math.prod(variable.shape) >= COMPILED_MIN_SIZE:
-                _, scale = scales[keras.backend.standardize_dtype(variable.dtype)]
                 return _compiled_write(inner, key)(
-                    _xp.tf_variable(variable), mask_of[key], scale, decay, value,
+                    _xp.tf_variable(variable), mask_of[key], *scales_of(variable), decay, value,
                     assign is assign_sub)
             amplify = factor(variable)
             if decay is not None:
@@ -187,12 +189,12 @@ def _compiled_write(inner, key):
     return writes[key]
 
 
-def _write_amplified(variable, mask, scale, decay, step, subtract: bool):
+def _write_amplified(variable, mask, one, scale, decay, step, subtract: bool):
     """``θ ← (θ − f·d) ∓ f·s``, f = 1 + κ (``scale``) on the mask and 1
     elsewhere, no decay for ``d = None``: compiled by XLA, one pass over θ."""
     import tensorflow as tf
 
-    factor = tf.where(mask, scale, tf.ones_like(scale))
+    factor = tf.where(mask, scale, one)
     weight = variable.read_value()
     if decay is not None:
         weight = weight - decay * factor
