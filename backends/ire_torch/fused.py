@@ -64,6 +64,8 @@ _DEVICE_SCRATCH = 1 << 22
 
 
 def _is_number(value) -> bool:
+    if type(value) in (float, int):  # the common case, without the slower ABC check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 

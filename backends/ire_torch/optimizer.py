@@ -392,12 +392,13 @@ class IRE(torch.optim.Optimizer):
             if entry is None:
                 continue
             key = id(group)
-            if key not in kappas:
-                kappas[key] = self._group_kappa(group, step)
+            if key not in kappas:  # None for a group whose κ is 0 now
+                kappa = self._group_kappa(group, step)
+                zero = isinstance(kappa, numbers.Real) and kappa == 0
+                kappas[key] = None if zero else kappa
             kappa = kappas[key]
-            if isinstance(kappa, numbers.Real) and kappa == 0:
-                continue
-            plan.append((p, entry["mask"], kappa))
+            if kappa is not None:
+                plan.append((p, entry["mask"], kappa))
         return plan
 
     def _refresh(self, step, stepped, estimate_grads, loss_fn, logits_fn) -> None:

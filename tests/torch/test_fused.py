@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -205,8 +206,9 @@ def test_fused_step_refuses_group_kappas_it_cannot_apply():
     mask = torch.tensor([True, False])
     assert not fused_step(opt, {p: (mask, 1.0), q: (mask, 2.0)})
     assert not fused_step(opt, {p: (mask, torch.tensor(1.0))})
+    assert not fused_step(opt, {p: (mask, True)})
     assert torch.equal(p.detach(), torch.ones(2)) and torch.equal(q.detach(), torch.ones(2))
-    assert fused_step(opt, {p: (mask, 1.0), q: (mask, 1.0)})
+    assert fused_step(opt, {p: (mask, 1.0), q: (mask, np.float64(1.0))})
     assert p.tolist() == pytest.approx([0.8, 0.9])
 
 
