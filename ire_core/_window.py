@@ -4,7 +4,9 @@ sample, and the flat mask written during that search.
 :func:`~ire_core.threshold.exact_threshold` ranks torch tensors with
 :func:`torch_kth_smallest`; :func:`~ire_core.mask.select_flat_mask` takes
 τ and the mask together from :func:`torch_flat_mask`, and the mask of any
-other threshold from :func:`torch_mask_at_most`.
+other threshold from :func:`torch_mask_at_most`. On the CPU, float32 values
+of up to ``_HISTOGRAM_MAX_SIZE`` are ranked from two histograms of their bit
+patterns instead (:mod:`ire_core._radix`), and the mask written after.
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ import math
 
 from array_api_compat import device
 
+from . import _radix
+from ._members import member_positions
 from ._xp import coprime_step, infinity_like, namespace
 
 # Torch: fewer values than this are ranked by one kthvalue over them all.
 _WINDOW_MIN_SIZE = 1 << 16
+# Torch on the CPU: float32 values from _WINDOW_MIN_SIZE up to (not including)
+# this many are ranked by histograms, in a fixed handful of operations; on
+# more values the windowed search is faster (bincount runs on one core).
+_HISTOGRAM_MAX_SIZE = 1 << 21
+# After the histograms the mask is written a slice of this many values at a
+# time: a small scratch buffer, reused, is not paged in afresh on every call.
+_HISTOGRAM_PASS_SIZE = 1 << 16
 # Torch off the CPU: up to this many values are ranked by one sort.
 _DEVICE_SORT_MAX_SIZE = 1 << 26
 # The sample that brackets the k-th value holds at most _WINDOW_SAMPLE values
@@ -32,8 +43,6 @@ _PIECE_MIN_SIZE = 1 << 16
 # its scratch buffers stay in the cache between passes (and at most 2^24, so
 # that a float32 sum of 0/1 entries counts them exactly).
 _PASS_SIZE = 1 << 20
-# Window members are looked for a word of bools at a time: 8 bools per int64.
-_WORD = 8
 
 
 def torch_kth_smallest(xp, values: list, k: int):
@@ -44,7 +53,7 @@ def torch_kth_smallest(xp, values: list, k: int):
     Two comparisons per slice of at most ``_PASS_SIZE`` values count the
     values below the bracket and mark those inside it; the marked values
     (about 1 % of them) are gathered word by word
-    (:func:`_member_positions`) and searched again, down to a small
+    (:func:`~ire_core._members.member_positions`) and searched again, down to a small
     ``kthvalue`` (:func:`_window_search`). Tensors smaller than
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
     small tensors cost a few operations, not a few each. Every step is a
@@ -65,7 +74,7 @@ def torch_kth_smallest(xp, values: list, k: int):
         # A copy: an element of the sorted values would keep all of them alive.
         return xp.sort(xp.concat(values))[k - 1].clone()
     pieces = [piece for piece, _ in _layout(xp, values)]
-    return _window_search(xp, pieces, n, k)[0]
+    return _search(xp, pieces, n, k)[0]
 
 
 def torch_flat_mask(values: list, k: int, check: bool = False):
@@ -73,18 +82,19 @@ def torch_flat_mask(values: list, k: int, check: bool = False):
     ``values`` for τ = their k-th smallest (1 <= k; values >= 0 or +inf, no
     NaN), and the number of True entries (``None`` when not counted).
 
-    Where the windowed search ranks the values, the mask is written by the
-    search itself, in one bool buffer whose views take the values' shapes:
-    the comparison ``v < lower`` that counts the values below the window is
-    the mask, and the window's members at or below τ are set in it
-    afterwards. A selection then brings every value from memory once (each
-    slice's passes find it in the cache), and counts nothing again.
+    Where the values are searched, the mask is one bool buffer whose views
+    take the values' shapes. The windowed search writes it itself: the
+    comparison ``v < lower`` that counts the values below the window is the
+    mask, and the window's members at or below τ are set in it afterwards.
+    A selection then brings every value from memory once (each slice's
+    passes find it in the cache), and counts nothing again. After
+    histograms, one more pass writes it.
 
     With ``check=True`` the values need not be magnitudes: the answer is
-    ``None`` unless the windowed search ranks them and they hold no negative
-    value, no NaN and at least one finite value. The search finds that out
-    from its sample and from the minimum of every slice it compares, so no
-    pass of its own reads the values first.
+    ``None`` unless they are searched and hold no negative value, no NaN and
+    at least one finite value. The windowed search finds that out from its
+    sample and from the minimum of every slice it compares, so no pass of
+    its own reads the values first; the histograms read the minima first.
     """
     xp = namespace(*values)
     flat = [xp.reshape(v, (-1,)) for v in values]
@@ -106,7 +116,7 @@ def torch_flat_mask(values: list, k: int, check: bool = False):
             size = flat[i].numel()
             mask[i] = buffer[offset : offset + size].view(values[i].shape)
             offset += size
-    found = _window_search(xp, pieces, n, k, outputs, check)
+    found = _search(xp, pieces, n, k, outputs, check)
     return None if found is None else (mask, *found)
 
 
@@ -128,17 +138,19 @@ def torch_mask_at_most(values: list, tau):
     return mask, count
 
 
-def _write_at_most(xp, values: list, outputs: list, tau) -> int:
+def _write_at_most(xp, values: list, outputs: list, tau, pass_size: int | None = None) -> int:
     """Writes ``v <= τ`` for the 1-d ``values`` into the 1-d bool ``outputs``
-    through a float scratch buffer, a slice of at most ``_PASS_SIZE`` at a
-    time, and returns the number of True entries."""
+    through a float scratch buffer, a slice of at most ``pass_size``
+    (``_PASS_SIZE`` unless given) at a time, and returns the number of True
+    entries."""
     if not values:
         return 0
+    pass_size = pass_size or _PASS_SIZE
     largest = max(v.numel() for v in values)
-    scratch = xp.empty((min(_PASS_SIZE, largest),), dtype=xp.float32, device=device(values[0]))
+    scratch = xp.empty((min(pass_size, largest),), dtype=xp.float32, device=device(values[0]))
     counts = []
     for v, output in zip(values, outputs):
-        for part, out in zip(xp.split(v, _PASS_SIZE), xp.split(output, _PASS_SIZE)):
+        for part, out in zip(xp.split(v, pass_size), xp.split(output, pass_size)):
             at_most = xp.less_equal(part, tau, out=scratch[: part.numel()])
             counts.append(xp.sum(at_most))
             out.copy_(at_most)
@@ -146,11 +158,29 @@ def _write_at_most(xp, values: list, outputs: list, tau) -> int:
 
 
 def _searched(values: list, n: int) -> bool:
-    """Whether the windowed search ranks these ``n`` values (else one
-    ``kthvalue``, or off the CPU one sort)."""
+    """Whether these ``n`` values are searched, by histograms or a window
+    (:func:`_search`; else one ``kthvalue``, or off the CPU one sort)."""
     if values[0].device.type != "cpu" and n <= _DEVICE_SORT_MAX_SIZE:
         return False
     return n >= _WINDOW_MIN_SIZE
+
+
+def _search(xp, pieces: list, n: int, k: int, outputs: list | None = None,
+            check: bool = False):
+    """:func:`_window_search`'s answer, from histograms of the bit patterns
+    where those are the faster way: float32 values on the CPU, fewer than
+    ``_HISTOGRAM_MAX_SIZE``. The mask, if asked for, is then written by one
+    more pass; with ``check=True`` the values' minima are read first."""
+    first = pieces[0]
+    if not (first.device.type == "cpu" and first.dtype == xp.float32
+            and n < _HISTOGRAM_MAX_SIZE):
+        return _window_search(xp, pieces, n, k, outputs, check)
+    if check and not _magnitudes_only(xp, [xp.min(v) for v in pieces]):
+        return None
+    tau = _radix.kth_smallest(xp, pieces, k)
+    if outputs is None:
+        return tau, None
+    return tau, _write_at_most(xp, pieces, outputs, tau, _HISTOGRAM_PASS_SIZE)
 
 
 def _layout(xp, values: list) -> list:
@@ -229,7 +259,7 @@ def _window_search(xp, pieces: list, n: int, k: int, outputs: list | None = None
             inside_window = under.neg_().add_(1)
         else:
             inside_window = at_most.sub_(under)
-        positions.append(_member_positions(xp, window_mask[:size].copy_(inside_window)))
+        positions.append(member_positions(xp, window_mask[:size].copy_(inside_window)))
         members.append(v.index_select(0, positions[-1]))
     if check and not _magnitudes_only(xp, minima):
         return None
@@ -323,31 +353,6 @@ def _bracket(xp, sample, total: int, k: int, sigmas: float):
     above = sample[sample > lower]
     rank = hi_rank - (m - above.numel())
     return lower, (lower if rank <= 0 else torch_kth_smallest(xp, [above], rank))
-
-
-def _member_positions(xp, window):
-    """The positions, in increasing order, of the True entries of the 1-d
-    bool mask ``window`` (a window's few members), which starts its storage.
-
-    Scanning one bool per value for the few members is slow. The mask is
-    read as int64 words of ``_WORD`` bools instead: the words that hold a
-    member are found among ``_WORD`` times fewer entries, and only their
-    bools are scanned. A tail of fewer than ``_WORD`` bools is scanned
-    directly, and so is a window that fills most words.
-    """
-    n = window.numel()
-    whole = n - n % _WORD
-    words = window[:whole].view(xp.int64)
-    rows = xp.nonzero(words)[0]
-    if 2 * rows.shape[0] > words.shape[0]:  # a wide window: scan every bool
-        positions = xp.nonzero(window[:whole])[0]
-    else:
-        hits = xp.nonzero(words.index_select(0, rows).view(xp.bool))[0]
-        shift = _WORD.bit_length() - 1
-        positions = (rows.index_select(0, hits >> shift) << shift) | (hits & (_WORD - 1))
-    if whole == n:
-        return positions
-    return xp.concat([positions, whole + xp.nonzero(window[whole:])[0]])
 
 
 def _spread_sample(xp, v, size: int):

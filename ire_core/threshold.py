@@ -8,9 +8,11 @@ under ``jax.jit``). :func:`select_flat_mask` takes any of them.
 * :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
   ``partition``; on torch a window bracketed by a sample, searched the same
   way down to a small ``kthvalue`` (exact, with a full ``kthvalue`` as
-  fallback), and no concatenation of large tensors (off the CPU, a sort of
-  the concatenation, up to 2^26 values; see :mod:`ire_core._window`);
-  elsewhere, and for a traced k, a sort.
+  fallback), and no concatenation of large tensors (see
+  :mod:`ire_core._window`); on the CPU, float32 values under 2^21 are read
+  from two histograms of their bit patterns (:mod:`ire_core._radix`), and
+  off the CPU up to 2^26 values are sorted; elsewhere, and for a traced k,
+  a sort.
   (``ire_jax`` and ``ire_keras`` bring their own exact thresholds, a
   jit-friendly search over the values' bit patterns, and use them by
   default.)

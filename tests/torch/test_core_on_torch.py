@@ -6,9 +6,13 @@ import array_api_compat.torch
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ire_core import HistogramThreshold, exact_threshold, mask_statistics, select_flat_mask
+from ire_core import _radix as radix_module
 from ire_core import _window as window_module
+from ire_core._members import member_positions
 from ire_core._window import torch_flat_mask, torch_mask_at_most
 from ire_core.threshold import SampledThreshold
 
@@ -100,9 +104,9 @@ def test_selection_never_writes_to_the_curvature_passed_in():
     originals = [clean.clone(), signed.clone()]
     mask = select_flat_mask([clean, signed], 0.5).mask
     assert [m.tolist() for m in mask] == [[True, True, False, False], [[False, True], [True, False]]]
-    for given, original in zip([clean, signed], originals):
-        assert torch.equal(given.nan_to_num(), original.nan_to_num())
-        assert torch.equal(given.isnan(), original.isnan())
+    for passed, original in zip([clean, signed], originals):
+        assert torch.equal(passed.nan_to_num(), original.nan_to_num())
+        assert torch.equal(passed.isnan(), original.isnan())
 
 
 # -- the windowed exact threshold on tiny inputs --------------------------------------
@@ -112,12 +116,25 @@ def test_selection_never_writes_to_the_curvature_passed_in():
 def tiny_windows(monkeypatch):
     """The windowed search from 32 values on, with samples of a few values and
     passes over slices of 40 values, so that brackets, slices, words, tails
-    and fallbacks all occur on small tensors."""
+    and fallbacks all occur on small tensors (no histograms)."""
     monkeypatch.setattr(window_module, "_WINDOW_MIN_SIZE", 32)
+    monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 0)
     monkeypatch.setattr(window_module, "_PASS_SIZE", 40)
     monkeypatch.setattr(window_module, "_WINDOW_SAMPLE", 64)
     monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 4)
     monkeypatch.setattr(window_module, "_PIECE_MIN_SIZE", 16)
+
+
+@pytest.fixture(params=["window", "histograms"])
+def tiny_searches(request, monkeypatch):
+    """Either search from 32 values on: the windowed one as in
+    :func:`tiny_windows`, or the histograms (float32 values), with the mask
+    written over slices of 40 values."""
+    request.getfixturevalue("tiny_windows")
+    if request.param == "histograms":
+        monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 1 << 21)
+        monkeypatch.setattr(window_module, "_HISTOGRAM_PASS_SIZE", 40)
+    return request.param
 
 
 def kth_of_everything(values, k):
@@ -156,20 +173,20 @@ def curvature_like(generator, n, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("sizes", [(1000,), (1003, 5, 0, 417), (9,) * 7 + (600,), (7,) * 40])
-def test_windowed_threshold_is_exact_for_any_sizes_and_ranks(tiny_windows, sizes):
+def test_searched_threshold_is_exact_for_any_sizes_and_ranks(tiny_searches, sizes):
     generator = torch.Generator().manual_seed(sum(sizes))
     values = [curvature_like(generator, n) for n in sizes]
     assert_exact(values, ranks_of(sum(sizes)))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
-def test_windowed_threshold_is_exact_in_every_float_dtype(tiny_windows, dtype):
+def test_searched_threshold_is_exact_in_every_float_dtype(tiny_searches, dtype):
     generator = torch.Generator().manual_seed(5)
     values = [curvature_like(generator, n, dtype) for n in (611, 250, 3)]
     assert_exact(values, ranks_of(864))
 
 
-def test_windowed_threshold_of_strided_and_multi_dimensional_tensors(tiny_windows):
+def test_searched_threshold_of_strided_and_multi_dimensional_tensors(tiny_searches):
     generator = torch.Generator().manual_seed(6)
     base = curvature_like(generator, 2 * 501)
     matrix = curvature_like(generator, 40 * 31).reshape(40, 31).T  # not contiguous
@@ -179,7 +196,7 @@ def test_windowed_threshold_of_strided_and_multi_dimensional_tensors(tiny_window
 
 
 @pytest.mark.parametrize("block", [0.0, 0.5, float("inf")])
-def test_windowed_threshold_is_exact_on_large_blocks_of_ties(tiny_windows, block):
+def test_searched_threshold_is_exact_on_large_blocks_of_ties(tiny_searches, block):
     generator = torch.Generator().manual_seed(7)
     values = [curvature_like(generator, 700), curvature_like(generator, 301)]
     values[0][:350] = block  # k = n/2 and nearby ranks fall inside the block for 0 and 0.5
@@ -194,7 +211,7 @@ def test_a_bracket_of_equal_ends_is_counted_not_searched(tiny_windows, monkeypat
     monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 2)
     values = [torch.zeros(500), torch.ones(501)]
     searched = []
-    monkeypatch.setattr(window_module, "_member_positions",
+    monkeypatch.setattr(window_module, "member_positions",
                         lambda *args: searched.append(args) or torch.zeros(0, dtype=torch.int64))
     assert exact_threshold(values, 300).item() == 0.0
     assert exact_threshold(values, 800).item() == 1.0
@@ -212,7 +229,7 @@ def numpy_selection(values, fraction):
 @pytest.mark.parametrize("position", [0, 5, 77, 130, 299, 511, 600])
 @pytest.mark.parametrize("bad", [float("nan"), -0.5, -float("inf")])
 def test_a_value_that_is_not_a_magnitude_anywhere_is_ranked_by_its_magnitude(
-        tiny_windows, position, bad):
+        tiny_searches, position, bad):
     generator = torch.Generator().manual_seed(position)
     values = [curvature_like(generator, 300), curvature_like(generator, 301).reshape(7, 43)]
     target, at = (values[0], position) if position < 300 else (values[1], position - 300)
@@ -226,7 +243,7 @@ def test_a_value_that_is_not_a_magnitude_anywhere_is_ranked_by_its_magnitude(
         assert int(result.flat_count) == sum(int(e.sum()) for e in expected)
 
 
-def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_windows, monkeypatch):
+def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_searches, monkeypatch):
     from ire_core import mask as mask_module
 
     passes = []
@@ -244,7 +261,7 @@ def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_window
     assert all(torch.equal(m, e) for m, e in zip(result.mask, expected))
 
 
-def test_values_none_of_them_finite_keep_the_previous_mask(tiny_windows):
+def test_values_none_of_them_finite_keep_the_previous_mask(tiny_searches):
     values = [torch.full((200,), float("inf")), torch.full((50,), float("nan"))]
     previous = [torch.rand(200) < 0.5, torch.rand(50) < 0.5]
     result = select_flat_mask(values, 0.5, previous=previous)
@@ -252,7 +269,7 @@ def test_values_none_of_them_finite_keep_the_previous_mask(tiny_windows):
     assert result.threshold.item() == float("inf")
 
 
-def test_all_equal_values(tiny_windows):
+def test_all_equal_values(tiny_searches):
     values = [torch.full((300,), 2.5), torch.full((5,), 2.5)]
     assert_exact(values, ranks_of(305))
 
@@ -327,7 +344,7 @@ def test_window_members_are_found_word_by_word_with_a_tail(n, density):
     generator = torch.Generator().manual_seed(n)
     window = torch.rand(n, generator=generator) < density
     window[::7] = density > 0.5  # runs of equal words among the random ones
-    positions = window_module._member_positions(array_api_compat.torch, window)
+    positions = member_positions(array_api_compat.torch, window)
     assert positions.dtype == torch.int64
     assert positions.tolist() == torch.nonzero(window)[:, 0].tolist()  # in increasing order
 
@@ -348,3 +365,72 @@ def test_views_lying_end_to_end_in_one_buffer_are_ranked_as_one_tensor(tiny_wind
         values[-1] = values[-1].clone()
     assert_exact([v.reshape(-1) for v in values], ranks_of(sum(sizes)))
     assert (pieces_seen[0] == 1) == (layout == "end to end")
+
+
+# -- the k-th smallest from histograms of the bit patterns ---------------------------
+
+
+def float32_patterns(generator, n):
+    """Non-negative float32 values drawn uniformly over their bit patterns
+    (subnormals, every binade, +inf), with -0.0, +0.0 and ties mixed in."""
+    patterns = torch.randint(0, 0x7F800001, (n,), generator=generator, dtype=torch.int32)
+    values = patterns.view(torch.float32).clone()
+    values[::11] = -0.0
+    values[::13] = 0.0
+    values[::17] = values[n // 2]
+    return values
+
+
+@pytest.fixture(params=["kthvalue", "histogram"])
+def bucket_ranking(request, monkeypatch):
+    """How the histograms rank the k-th value's bucket: by ``kthvalue`` (a
+    bucket of a few values), or by a second histogram (every bucket)."""
+    if request.param == "histogram":
+        monkeypatch.setattr(radix_module, "_RANKED_MEMBERS", 0)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # the same for every example
+@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=4),
+       fraction=st.floats(0, 1))
+def test_histograms_give_the_kth_smallest_of_any_float32_patterns(bucket_ranking, seed, sizes,
+                                                                 fraction):
+    generator = torch.Generator().manual_seed(seed)
+    pieces = [float32_patterns(generator, n) for n in sizes]
+    everything = torch.cat(pieces)
+    k = max(1, round(fraction * everything.numel()))
+    tau = radix_module.kth_smallest(array_api_compat.torch, pieces, k)
+    assert tau.dtype == torch.float32 and tau.shape == ()
+    assert tau.item() == everything.kthvalue(k).values.item()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
+def test_histograms_split_ties_and_neighbours_across_both_digits(bucket_ranking, k):
+    one = torch.tensor(1.0).view(torch.int32).item()
+    patterns = [one, one, one + 1, one + (1 << 16), 0, 0x7F800000]  # a tie, a low and an upper step
+    values = torch.tensor(patterns, dtype=torch.int32).view(torch.float32)
+    strided = torch.stack([values, torch.full_like(values, 9.0)], 1)[:, 0]  # not contiguous
+    expected = values.sort().values[k - 1].item()
+    assert radix_module.kth_smallest(array_api_compat.torch, [strided], k).item() == expected
+
+
+def test_float32_values_on_the_cpu_are_ranked_by_histograms_up_to_their_limit(monkeypatch):
+    ranked, windows = [], []
+    kth_smallest, window_search = radix_module.kth_smallest, window_module._window_search
+    monkeypatch.setattr(radix_module, "kth_smallest",
+                        lambda xp, pieces, k: ranked.append(k) or kth_smallest(xp, pieces, k))
+    monkeypatch.setattr(window_module, "_window_search",
+                        lambda xp, pieces, n, *args, **kwargs: windows.append(n)
+                        or window_search(xp, pieces, n, *args, **kwargs))
+    generator = torch.Generator().manual_seed(16)
+    values = [curvature_like(generator, 1 << 16), curvature_like(generator, 300)]
+    n = (1 << 16) + 300
+    assert_exact(values, [1, 40000, n])
+    assert ranked == [1, 1, 40000, 40000, n, n] and windows == []  # threshold, then mask
+    ranked.clear()
+    assert_exact([v.double() for v in values], [40000])
+    assert ranked == [] and windows == [n, n]
+    monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 1 << 16)
+    windows.clear()
+    assert_exact(values, [40000])
+    assert windows == [n, n]

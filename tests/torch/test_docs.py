@@ -1,4 +1,5 @@
-"""The examples in the ire_torch docstrings run as written."""
+"""The examples in the ire_torch docstrings, and in ire_core's torch-only
+helpers, run as written."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ MODULES = [
     "ire_torch.monitoring",
     "ire_torch.optimizer",
     "ire_torch.sam",
+    "ire_core._members",
+    "ire_core._radix",
 ]
 
 
