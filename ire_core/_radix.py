@@ -9,10 +9,10 @@ histogram of the lower 16 bits of that bucket's patterns finishes τ. The
 answer is exact, ties and +inf included, and −0.0 counts as 0 (the sign bit
 is cleared before counting).
 
-On the CPU this takes a fixed handful of operations: the windowed search of
-:mod:`ire_core._window` takes several times more, which is what it costs on
-models of up to a few million coordinates. ``bincount`` runs on one core,
-so on larger models the windowed search is the faster one.
+On the CPU this is a fixed handful of operations, where the windowed search
+of :mod:`ire_core._window` takes about fifty; up to about 2^21 values those
+are most of the cost. ``bincount`` runs on one core, so on more values the
+windowed search is the faster one.
 
 Example:
   >>> import array_api_compat.torch as xp

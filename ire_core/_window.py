@@ -53,8 +53,8 @@ def torch_kth_smallest(xp, values: list, k: int):
     Two comparisons per slice of at most ``_PASS_SIZE`` values count the
     values below the bracket and mark those inside it; the marked values
     (about 1 % of them) are gathered word by word
-    (:func:`~ire_core._members.member_positions`) and searched again, down to a small
-    ``kthvalue`` (:func:`_window_search`). Tensors smaller than
+    (:func:`~ire_core._members.member_positions`) and searched again, down
+    to a small ``kthvalue`` (:func:`_window_search`). Tensors smaller than
     ``_PIECE_MIN_SIZE`` are ranked as one concatenated piece, so that many
     small tensors cost a few operations, not a few each. Every step is a
     tensor operation on the values' device; the host reads a few counts.
