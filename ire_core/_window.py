@@ -169,14 +169,22 @@ def _search(xp, pieces: list, n: int, k: int, outputs: list | None = None,
             check: bool = False):
     """:func:`_window_search`'s answer, from histograms of the bit patterns
     where those are the faster way: float32 values on the CPU, fewer than
-    ``_HISTOGRAM_MAX_SIZE``. The mask, if asked for, is then written by one
-    more pass; with ``check=True`` the values' minima are read first."""
+    ``_HISTOGRAM_MAX_SIZE``, that are magnitudes (the values' minima are
+    read first: negative or NaN values are ranked by comparisons, or with
+    ``check=True`` answered ``None``). The mask, if asked for, is then
+    written by one more pass."""
     first = pieces[0]
-    if not (first.device.type == "cpu" and first.dtype == xp.float32
+    if (first.device.type == "cpu" and first.dtype == xp.float32
             and n < _HISTOGRAM_MAX_SIZE):
-        return _window_search(xp, pieces, n, k, outputs, check)
-    if check and not _magnitudes_only(xp, [xp.min(v) for v in pieces]):
-        return None
+        if _magnitudes_only(xp, [xp.min(v) for v in pieces]):
+            return _ranked_by_histograms(xp, pieces, k, outputs)
+        if check:
+            return None
+    return _window_search(xp, pieces, n, k, outputs, check)
+
+
+def _ranked_by_histograms(xp, pieces: list, k: int, outputs: list | None):
+    """:func:`_search`'s answer for magnitudes, from :mod:`ire_core._radix`."""
     tau = _radix.kth_smallest(xp, pieces, k)
     if outputs is None:
         return tau, None

@@ -434,3 +434,14 @@ def test_float32_values_on_the_cpu_are_ranked_by_histograms_up_to_their_limit(mo
     windows.clear()
     assert_exact(values, [40000])
     assert windows == [n, n]
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan")])
+def test_values_that_are_not_magnitudes_are_ranked_by_comparisons(bad, monkeypatch):
+    monkeypatch.setattr(radix_module, "kth_smallest", None)  # must not be reached
+    generator = torch.Generator().manual_seed(17)
+    values = [curvature_like(generator, 1 << 16)]
+    values[0][123] = bad
+    finite = values[0][~values[0].isnan()]
+    for k in (1, 2, 40000):
+        assert exact_threshold(values, k).item() == finite.kthvalue(k).values.item()
