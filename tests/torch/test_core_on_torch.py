@@ -1,6 +1,7 @@
 """ire_core on torch tensors: the same answers as on NumPy, dtype and device
-kept, and the windowed exact threshold: on large tensors, and with its sizes
-shrunk on tiny ones, against ``kthvalue`` over all values."""
+kept, and the exact threshold's two searches, the windowed one and the
+histograms of bit patterns: on large tensors, and with their sizes shrunk on
+tiny ones, against ``kthvalue`` over all values."""
 
 import array_api_compat.torch
 import numpy as np
