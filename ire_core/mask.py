@@ -39,19 +39,31 @@ class FlatMask(NamedTuple):
 
 
 class MaskStats(NamedTuple):
-    """Monitoring view of a mask.
+    """Monitoring view of a mask: the one report type of every backend.
+
+    :func:`mask_statistics` fills the first four fields; a backend's
+    ``mask_stats`` adds what it records of the refresh that chose the mask
+    (``None`` where it records nothing).
 
     Attributes:
       flat_count: coordinates marked flat.
       total: coordinates in the model.
       flat_fraction: ``flat_count / total``.
       per_tensor: flat fraction of each tensor, in the order given.
+      threshold: τ of the refresh that chose the mask (+inf when nothing is
+        flat), or ``None``.
+      step: the 0-based optimizer step of that refresh, or ``None``.
+      shapes: the shape of each tensor, in the order of ``per_tensor``, or
+        ``None``.
     """
 
     flat_count: object
     total: int
     flat_fraction: object
     per_tensor: list
+    threshold: object = None
+    step: object = None
+    shapes: list | None = None
 
 
 def flat_count(flat_fraction, total: int):
