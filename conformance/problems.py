@@ -1,13 +1,17 @@
-"""The five conformance problems, their data, and their exact NumPy derivatives.
+"""The five conformance problems, written once over the Python array API.
 
-Each problem of :mod:`conformance.protocol` is built from a seed by
-:func:`build_problem`. Its mathematics lives in a :class:`NumpyModel`
-(obtained with :func:`numpy_model`): loss, gradient, Hessian-vector product
-and exact Hessian diagonal, plus logits and the gradient on given labels for
-the classifiers. Every derivative is analytic (for the tanh MLP, a
-hand-written forward-over-reverse R-operator), so the NumPy reference is
-exact up to rounding; ``tests/conformance`` checks them against finite
-differences.
+A :class:`Problem` (built from a seed by :func:`build_problem`) holds its
+initial parameters and data as float64 NumPy arrays, and the :class:`Model`
+class of its mathematics: loss, gradient, Hessian-vector product and exact
+Hessian diagonal, plus logits and the gradient on given labels for the
+classifiers. Every method computes with the namespace of its arrays
+(``array_api_compat.array_namespace``), so the NumPy reference and each
+backend driver evaluate the same functions on their own arrays, in their own
+dtype; a driver whose tensors are not an array-API namespace passes one
+explicitly. Every derivative is analytic (for the tanh MLP a hand-written
+forward-over-reverse R-operator and a closed-form diagonal), so the NumPy
+reference is exact up to rounding; ``tests/conformance`` checks them against
+finite differences and the backends' autodiff.
 
 Example:
   >>> import numpy as np
@@ -16,17 +20,20 @@ Example:
   >>> [p.shape for p in problem.params]
   [(1,), (4,)]
   >>> model = numpy_model(problem)
-  >>> round(model.loss([np.zeros(1), np.ones(4)]), 6)   # ½·(1 + 0²)·‖v‖²
+  >>> float(model.loss([np.zeros(1), np.ones(4)]))   # ½·(1 + 0²)·‖v‖²
   2.0
 """
 
 from __future__ import annotations
 
-import abc
+import dataclasses
+from collections.abc import Callable
 
 import numpy as np
+from array_api_compat import array_namespace
 
-from .protocol import Problem
+from ._classifiers import Classifier, Logistic, Mlp
+from ._model import Model
 
 __all__ = [
     "PROBLEM_NAMES",
@@ -36,7 +43,8 @@ __all__ = [
     "Logistic",
     "Manifold",
     "Mlp",
-    "NumpyModel",
+    "Model",
+    "Problem",
     "build_problem",
     "numpy_model",
 ]
@@ -45,54 +53,13 @@ PROBLEM_NAMES = ("diag_quadratic", "dense_quadratic", "logistic", "mlp", "manifo
 """The names of the problems, in the order of :mod:`conformance.protocol`."""
 
 
-class NumpyModel(abc.ABC):
-    """The exact mathematics of one problem on NumPy parameter lists.
-
-    Args:
-      data: the problem's data arrays (``Problem.data``).
-      dtype: the floating dtype computations run in; float data is cast to it.
-    """
-
-    def __init__(self, data: dict, dtype=np.float64):
-        self.dtype = np.dtype(dtype)
-        self.data = {
-            key: value.astype(self.dtype) if np.issubdtype(value.dtype, np.floating) else value
-            for key, value in data.items()
-        }
-
-    @abc.abstractmethod
-    def loss(self, params: list) -> float:
-        """The loss at ``params``."""
-
-    @abc.abstractmethod
-    def grad(self, params: list) -> list:
-        """∇L(params), one array per parameter."""
-
-    @abc.abstractmethod
-    def hvp(self, params: list, vectors: list) -> list:
-        """H(params)·vectors, the exact Hessian-vector product."""
-
-    def hessian_diagonal(self, params: list) -> list:
-        """The exact diagonal of the Hessian at ``params``.
-
-        The default takes one Hessian-vector product per coordinate with the
-        unit vectors, which is exact (not a difference quotient).
-        """
-        diagonal = [np.zeros_like(p) for p in params]
-        for i, p in enumerate(params):
-            for index in np.ndindex(p.shape):
-                basis = [np.zeros_like(q) for q in params]
-                basis[i][index] = 1
-                diagonal[i][index] = self.hvp(params, basis)[i][index]
-        return diagonal
-
-
-class DiagQuadratic(NumpyModel):
-    """L = ½ Σ h_i θ_i²; params ``[theta]``, data ``h``."""
+class DiagQuadratic(Model):
+    """L = ½ Σ h_i θ_i²; params ``[theta (d,)]``, data ``h (d,)``."""
 
     def loss(self, params):
+        xp = self.namespace(params)
         (theta,) = params
-        return float(0.5 * np.sum(self.data["h"] * theta * theta))
+        return 0.5 * xp.sum(self.data["h"] * theta * theta)
 
     def grad(self, params):
         (theta,) = params
@@ -102,169 +69,64 @@ class DiagQuadratic(NumpyModel):
         return [self.data["h"] * vectors[0]]
 
     def hessian_diagonal(self, params):
-        return [np.array(self.data["h"], copy=True)]
+        xp = self.namespace(params)
+        return [self.data["h"] + xp.zeros_like(params[0])]
 
 
-class DenseQuadratic(NumpyModel):
-    """L = ½ θᵀAθ − bᵀθ; params ``[theta]``, data ``A`` (SPD), ``b``."""
+class DenseQuadratic(Model):
+    """L = ½ θᵀAθ − bᵀθ; params ``[theta (d,)]``, data ``A (d, d)`` symmetric
+    positive definite, ``b (d,)``."""
 
     def loss(self, params):
+        xp = self.namespace(params)
         (theta,) = params
         a, b = self.data["A"], self.data["b"]
-        return float(0.5 * theta @ a @ theta - b @ theta)
+        return xp.matmul(xp.matmul(0.5 * theta, a), theta) - xp.matmul(b, theta)
 
     def grad(self, params):
+        xp = self.namespace(params)
         (theta,) = params
-        return [self.data["A"] @ theta - self.data["b"]]
+        return [xp.matmul(self.data["A"], theta) - self.data["b"]]
 
     def hvp(self, params, vectors):
-        return [self.data["A"] @ vectors[0]]
+        xp = self.namespace(params)
+        return [xp.matmul(self.data["A"], vectors[0])]
 
     def hessian_diagonal(self, params):
-        return [np.array(np.diagonal(self.data["A"]), copy=True)]
+        xp = self.namespace(params)
+        a = self.data["A"]
+        # A ⊙ I summed over a row is the diagonal exactly (one term plus zeros).
+        return [xp.sum(a * xp.eye(a.shape[0], dtype=a.dtype), axis=1)]
 
 
-class Manifold(NumpyModel):
-    """L(u, v) = ½ (1 + u²) ‖v‖²; params ``[u (1,), v (d,)]``, no data."""
+class Manifold(Model):
+    """L(u, v) = ½ (1 + u²) ‖v‖²; params ``[u (1,), v (d,)]``, no data
+    (docs/algorithm.md, SAM coupling, the toy manifold: u is the flat
+    direction)."""
 
     def loss(self, params):
+        xp = self.namespace(params)
         u, v = params
-        return float(0.5 * (1 + u[0] ** 2) * np.sum(v * v))
+        return 0.5 * (1 + u[0] * u[0]) * xp.sum(v * v)
 
     def grad(self, params):
+        xp = self.namespace(params)
         u, v = params
-        return [u * np.sum(v * v), (1 + u[0] ** 2) * v]
+        return [u * xp.sum(v * v), (1 + u[0] * u[0]) * v]
 
     def hvp(self, params, vectors):
+        xp = self.namespace(params)
         u, v = params
         du, dv = vectors
         # H = [[‖v‖², 2u vᵀ], [2u v, (1 + u²) I]]
-        hu = np.sum(v * v) * du + 2 * u * np.sum(v * dv)
-        hv = 2 * u[0] * v * du[0] + (1 + u[0] ** 2) * dv
+        hu = xp.sum(v * v) * du + 2 * u * xp.sum(v * dv)
+        hv = 2 * u[0] * v * du[0] + (1 + u[0] * u[0]) * dv
         return [hu, hv]
 
     def hessian_diagonal(self, params):
+        xp = self.namespace(params)
         u, v = params
-        return [np.full_like(u, np.sum(v * v)), np.full_like(v, 1 + u[0] ** 2)]
-
-
-def _softmax(logits):
-    shifted = logits - np.max(logits, axis=1, keepdims=True)
-    weights = np.exp(shifted)
-    return weights / np.sum(weights, axis=1, keepdims=True)
-
-
-def _mean_cross_entropy(logits, labels) -> float:
-    shifted = logits - np.max(logits, axis=1, keepdims=True)
-    log_z = np.log(np.sum(np.exp(shifted), axis=1))
-    picked = shifted[np.arange(labels.shape[0]), labels]
-    return float(np.mean(log_z - picked))
-
-
-def _softmax_jvp(probs, tangent):
-    """The directional derivative of softmax: p ⊙ (ṫ − ⟨p, ṫ⟩)."""
-    return probs * (tangent - np.sum(probs * tangent, axis=1, keepdims=True))
-
-
-class Classifier(NumpyModel):
-    """A classifier trained with the mean cross-entropy on ``data["y"]``.
-
-    Subclasses give :meth:`logits` and the gradient and Hessian-vector product
-    of the mean cross-entropy on arbitrary labels.
-    """
-
-    @abc.abstractmethod
-    def logits(self, params: list) -> np.ndarray:
-        """The logits ``(n, classes)`` on ``data["x"]``."""
-
-    @abc.abstractmethod
-    def label_grad(self, params: list, labels) -> list:
-        """∇ of the mean cross-entropy on ``labels`` (the Fisher estimator's
-        gradient with sampled labels)."""
-
-    @abc.abstractmethod
-    def label_hvp(self, params: list, vectors: list, labels) -> list:
-        """H·vectors of the mean cross-entropy on ``labels``."""
-
-    def _residual(self, probs, labels):
-        """∂L/∂logits = (softmax − onehot) / n."""
-        residual = np.array(probs, copy=True)
-        residual[np.arange(labels.shape[0]), np.asarray(labels)] -= 1
-        return residual / labels.shape[0]
-
-    def loss(self, params):
-        return _mean_cross_entropy(self.logits(params), self.data["y"])
-
-    def grad(self, params):
-        return self.label_grad(params, self.data["y"])
-
-    def hvp(self, params, vectors):
-        return self.label_hvp(params, vectors, self.data["y"])
-
-
-class Logistic(Classifier):
-    """Softmax regression: logits = x W + b; params ``[W (f, c), b (c,)]``."""
-
-    def logits(self, params):
-        w, b = params
-        return self.data["x"] @ w + b
-
-    def label_grad(self, params, labels):
-        residual = self._residual(_softmax(self.logits(params)), labels)
-        return [self.data["x"].T @ residual, np.sum(residual, axis=0)]
-
-    def label_hvp(self, params, vectors, labels):
-        # The cross-entropy Hessian does not depend on the labels.
-        x = self.data["x"]
-        probs = _softmax(self.logits(params))
-        d_residual = _softmax_jvp(probs, x @ vectors[0] + vectors[1]) / x.shape[0]
-        return [x.T @ d_residual, np.sum(d_residual, axis=0)]
-
-    def hessian_diagonal(self, params):
-        x = self.data["x"]
-        probs = _softmax(self.logits(params))
-        variance = probs * (1 - probs) / x.shape[0]
-        return [(x * x).T @ variance, np.sum(variance, axis=0)]
-
-
-class Mlp(Classifier):
-    """logits = tanh(x W1 + b1) W2 + b2; params ``[W1, b1, W2, b2]``."""
-
-    def _hidden(self, params):
-        w1, b1 = params[0], params[1]
-        return np.tanh(self.data["x"] @ w1 + b1)
-
-    def logits(self, params):
-        return self._hidden(params) @ params[2] + params[3]
-
-    def label_grad(self, params, labels):
-        x, w2 = self.data["x"], params[2]
-        hidden = self._hidden(params)
-        residual = self._residual(_softmax(hidden @ w2 + params[3]), labels)
-        d_pre = (residual @ w2.T) * (1 - hidden * hidden)
-        return [x.T @ d_pre, np.sum(d_pre, axis=0), hidden.T @ residual, np.sum(residual, axis=0)]
-
-    def label_hvp(self, params, vectors, labels):
-        # Forward-over-reverse: the R-operator R{·} = d/dε (·)(params + ε·vectors)
-        # applied to every intermediate of label_grad.
-        x, w2 = self.data["x"], params[2]
-        v1, c1, v2, c2 = vectors
-        hidden = self._hidden(params)
-        slope = 1 - hidden * hidden  # tanh'
-        probs = _softmax(hidden @ w2 + params[3])
-        residual = self._residual(probs, labels)
-        r_hidden = slope * (x @ v1 + c1)
-        r_logits = r_hidden @ w2 + hidden @ v2 + c2
-        r_residual = _softmax_jvp(probs, r_logits) / x.shape[0]
-        d_hidden = residual @ w2.T
-        r_d_hidden = r_residual @ w2.T + residual @ v2.T
-        r_d_pre = r_d_hidden * slope - 2 * d_hidden * hidden * r_hidden
-        return [
-            x.T @ r_d_pre,
-            np.sum(r_d_pre, axis=0),
-            r_hidden.T @ residual + hidden.T @ r_residual,
-            np.sum(r_residual, axis=0),
-        ]
+        return [xp.zeros_like(u) + xp.sum(v * v), xp.zeros_like(v) + (1 + u[0] * u[0])]
 
 
 _MODELS = {
@@ -276,8 +138,54 @@ _MODELS = {
 }
 
 
-def numpy_model(problem: Problem, dtype=np.float64) -> NumpyModel:
-    """The :class:`NumpyModel` of ``problem``, computing in ``dtype``.
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A loss, its data and its initial parameters (NumPy, float64).
+
+    Attributes:
+      name: one of :data:`PROBLEM_NAMES`.
+      params: the initial parameters, one ``np.ndarray`` each.
+      data: name -> ``np.ndarray`` (float data float64, labels int64).
+      model: the :class:`Model` subclass of the problem's mathematics.
+    """
+
+    name: str
+    params: tuple
+    data: dict
+    model: type
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the problem has logits (the ``fisher`` estimator needs them)."""
+        return issubclass(self.model, Classifier)
+
+    def bind(self, asarray: Callable | None = None, xp=None) -> Model:
+        """The problem's :class:`Model` over ``asarray(value)`` of every data array.
+
+        Args:
+          asarray: NumPy array -> the caller's array (in the caller's dtype);
+            ``None`` keeps the NumPy arrays.
+          xp: the namespace to compute with; ``None`` takes the namespace of
+            the parameters of each call.
+
+        Example:
+          >>> import torch
+          >>> problem = build_problem("logistic", seed=0)
+          >>> model = problem.bind(torch.from_numpy)
+          >>> model.logits([torch.from_numpy(p) for p in problem.params]).shape
+          torch.Size([32, 3])
+        """
+        convert = asarray or (lambda value: value)
+        return self.model({key: convert(value) for key, value in self.data.items()}, xp)
+
+    def exact_diagonal(self, params: list) -> list:
+        """The exact Hessian diagonal at NumPy ``params``, in their dtype."""
+        dtype = np.result_type(*params)
+        return numpy_model(self, dtype).hessian_diagonal(params)
+
+
+def numpy_model(problem: Problem, dtype=np.float64) -> Model:
+    """The :class:`Model` of ``problem`` on NumPy arrays, computing in ``dtype``.
 
     Example:
       >>> from conformance.problems import build_problem, numpy_model
@@ -285,9 +193,12 @@ def numpy_model(problem: Problem, dtype=np.float64) -> NumpyModel:
       >>> numpy_model(problem).logits(list(problem.params)).shape
       (32, 3)
     """
-    if problem.name not in _MODELS:
-        raise ValueError(f"problem.name must be one of {PROBLEM_NAMES}, got {problem.name!r}")
-    return _MODELS[problem.name](problem.data, dtype)
+    dtype = np.dtype(dtype)
+
+    def asarray(value):
+        return value.astype(dtype) if np.issubdtype(value.dtype, np.floating) else value
+
+    return problem.bind(asarray, xp=array_namespace(np.zeros(0, dtype)))
 
 
 def _diag_quadratic(rng, d=8):
@@ -362,10 +273,9 @@ def build_problem(name: str, seed: int = 0) -> Problem:
         raise ValueError(f"name must be one of {PROBLEM_NAMES}, got {name!r}")
     rng = np.random.default_rng(seed)
     params, data = _BUILDERS[name](rng)
-    model = _MODELS[name](data)
     return Problem(
         name=name,
         params=tuple(np.asarray(p, dtype=np.float64) for p in params),
         data=data,
-        exact_diagonal=model.hessian_diagonal,
+        model=_MODELS[name],
     )

@@ -1,50 +1,40 @@
 """The contract between scenarios and backend drivers.
 
-A *problem* is a loss defined mathematically below, with its data and initial
-parameters as NumPy arrays. A *scenario* is a problem plus a base optimizer,
-an estimator, IRE hyperparameters, a dtype and a number of steps. A *driver*
-runs a scenario on one backend and returns a :class:`Trajectory`; the suite
-compares every driver with the NumPy reference driver.
-
-Problems (``Problem.name``; ``data`` keys; parameter list order):
-
-* ``diag_quadratic``: params ``[theta (d,)]``, data ``h (d,)``;
-  L = ½ Σ h_i θ_i².
-* ``dense_quadratic``: params ``[theta (d,)]``, data ``A (d, d)`` symmetric
-  positive definite, ``b (d,)``; L = ½ θᵀAθ − bᵀθ.
-* ``logistic``: softmax regression, params ``[W (f, c), b (c,)]``, data
-  ``x (n, f)``, ``y (n,)`` int labels; logits = x W + b; L = mean
-  cross-entropy(logits, y).
-* ``mlp``: params ``[W1 (f, m), b1 (m,), W2 (m, c), b2 (c,)]``, data ``x``,
-  ``y`` as above; logits = tanh(x W1 + b1) W2 + b2; L = mean cross-entropy.
-* ``manifold``: params ``[u (1,), v (d,)]``; L = ½ (1 + u²) ‖v‖²
-  (IRE_SPEC's toy manifold).
-
-``logistic`` and ``mlp`` are classifiers: their logits feed the ``fisher``
-estimator. Every loss is full-batch and deterministic.
+A *problem* (:mod:`conformance.problems`) is a loss with its data and initial
+parameters, and its mathematics written once over the array API. A
+*scenario* is a problem plus a base optimizer, an estimator, IRE
+hyperparameters, a dtype and a number of steps (the table of
+:mod:`conformance.scenarios`). A *driver* runs a scenario on one backend and
+returns a :class:`Trajectory`; the suite compares every driver with the NumPy
+reference driver. Every loss is full-batch and deterministic.
 
 Estimators (``Scenario.estimator``), all fed identical draws:
 
 * ``gradient``: ĥ = g ⊙ g of the training gradient.
-* ``exact``: ĥ = the exact Hessian diagonal, supplied to the backend as a
-  user callable returning the values of :meth:`Problem.exact_diagonal`
-  (this exercises the user-callable estimator path).
+* ``exact``: ĥ = the problem's exact Hessian diagonal
+  (``Model.hessian_diagonal``), supplied to the backend as a user callable
+  evaluated on the backend's own arrays (this exercises the user-callable
+  estimator path).
 * ``hutchinson``: ĥ = mean_j z_j ⊙ (H z_j) with the probes
   ``draws.probes(step)``; H z computed by the backend's own autodiff.
 * ``fisher``: labels ŷ = ``ire_core.sample_labels(logits, draws.uniforms(step))``
   (the backend may call that function on its own arrays), ĥ = (∇ L(ŷ))² with
-  L the mean cross-entropy on ŷ, by the backend's own autodiff.
+  L the mean cross-entropy on ŷ, by the backend's own autodiff. Classifier
+  problems only.
 
-Bases (``Scenario.base``), torch.optim's definitions:
-``sgd`` (lr), ``momentum`` (lr, momentum 0.9), ``nesterov`` (lr, momentum 0.9,
-nesterov), ``adamw`` (lr, betas (0.9, 0.999), eps 1e-8, weight decay 0.01),
-``sam`` (plain SGD stepped with the SAM gradient, radius ``config.rho``,
-adaptive if ``config.adaptive``). For SAM the ``gradient`` estimator uses the
-gradient at θ, not at θ + e.
+Bases (``Scenario.base``, a key of :data:`BASES`) have torch.optim's
+definitions. ``sam`` steps plain SGD with the SAM gradient, radius
+``config.rho``, adaptive if ``config.adaptive``; for SAM the ``gradient``
+estimator uses the gradient at θ, not at θ + e.
 
 Steps are 0-based: step t maps parameters ``params[t]`` to ``params[t + 1]``;
 refreshes happen on the steps where ``ire_core.is_refresh_step`` is true, and
 ``draws.probes(t)`` / ``draws.uniforms(t)`` are the draws of the refresh at t.
+
+Example:
+  >>> from conformance.protocol import BASES
+  >>> BASES["nesterov"]
+  Base(name='nesterov', family='sgd', momentum=0.9, nesterov=True, sam=False)
 """
 
 from __future__ import annotations
@@ -58,19 +48,47 @@ import numpy as np
 from ire_core import IREConfig
 from ire_core.draws import label_uniforms, rademacher_probes
 
+from .problems import Problem
+
+__all__ = ["BASES", "Base", "Draws", "Driver", "Problem", "Scenario", "Trajectory", "walk"]
+
 
 @dataclasses.dataclass(frozen=True)
-class Problem:
-    """A loss, its data and its initial parameters (NumPy, float64)."""
+class Base:
+    """A base optimizer with torch.optim's definition.
+
+    Attributes:
+      name: the key of :data:`BASES`.
+      family: ``"sgd"`` (torch.optim.SGD, dampening 0) or ``"adamw"``
+        (torch.optim.AdamW with :attr:`BETAS`, :attr:`EPS`,
+        :attr:`WEIGHT_DECAY`).
+      momentum: SGD's momentum.
+      nesterov: SGD's Nesterov flag.
+      sam: stepped with the SAM gradient.
+    """
 
     name: str
-    params: tuple  # initial parameters, np.ndarray each
-    data: dict  # name -> np.ndarray
-    exact_diagonal: Callable[[list], list]  # params -> exact Hessian diagonal
+    family: str
+    momentum: float = 0.0
+    nesterov: bool = False
+    sam: bool = False
 
-    @property
-    def is_classifier(self) -> bool:
-        return self.name in ("logistic", "mlp")
+    BETAS = (0.9, 0.999)
+    EPS = 1e-8
+    WEIGHT_DECAY = 0.01
+
+
+BASES = {
+    base.name: base
+    for base in (
+        Base("sgd", "sgd"),
+        Base("momentum", "sgd", momentum=0.9),
+        Base("nesterov", "sgd", momentum=0.9, nesterov=True),
+        Base("adamw", "adamw"),
+        Base("sam", "sgd", sam=True),
+    )
+}
+"""The base optimizers a scenario may name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +113,7 @@ class Scenario:
 
     name: str
     problem: Problem
-    base: str  # sgd | momentum | nesterov | adamw | sam
+    base: str  # a key of BASES
     estimator: str  # gradient | exact | hutchinson | fisher
     config: IREConfig
     lr: float
@@ -108,6 +126,13 @@ class Scenario:
         batch = self.problem.data["x"].shape[0] if "x" in self.problem.data else 0
         shapes = tuple(p.shape for p in self.problem.params)
         return Draws(self.seed, shapes, self.config.num_probes, batch)
+
+    @property
+    def base_optimizer(self) -> Base:
+        """The :class:`Base` named by :attr:`base`."""
+        if self.base not in BASES:
+            raise ValueError(f"base must be one of {tuple(BASES)}, got {self.base!r}")
+        return BASES[self.base]
 
 
 @dataclasses.dataclass
@@ -124,6 +149,38 @@ class Trajectory:
     params: list
     masks: dict
     losses: list
+
+
+def walk(scenario: Scenario, initial: list, step: Callable) -> Trajectory:
+    """The trajectory of a driver that advances one step at a time.
+
+    Args:
+      scenario: the scenario being run.
+      initial: the initial parameters (any arrays NumPy can read).
+      step: ``t -> (loss, params, mask)``: performs step t and returns the
+        loss before it, the parameters after it and the flat mask chosen on
+        it (``None`` when step t does not refresh).
+
+    Example:
+      >>> import numpy as np
+      >>> from conformance.scenarios import SCENARIOS
+      >>> scenario = SCENARIOS["manifold_sgd_exact"]
+      >>> trajectory = walk(scenario, [np.ones(1)], lambda t: (1.0, [np.ones(1)], None))
+      >>> len(trajectory.params), trajectory.masks
+      (41, {})
+    """
+    trajectory = Trajectory([_float64(initial)], {}, [])
+    for t in range(scenario.steps):
+        loss, params, mask = step(t)
+        trajectory.losses.append(float(loss))
+        if mask is not None:
+            trajectory.masks[t] = [np.array(m, dtype=bool) for m in mask]
+        trajectory.params.append(_float64(params))
+    return trajectory
+
+
+def _float64(params) -> list:
+    return [np.array(p, dtype=np.float64, copy=True) for p in params]
 
 
 class Driver(Protocol):

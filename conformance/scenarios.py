@@ -1,13 +1,13 @@
-"""The registry of conformance scenarios.
+"""The table of conformance scenarios.
 
-Every scenario is defined once, backend-neutrally: a problem from
+Every scenario is one row of :data:`CASES`, plain data: a problem from
 :mod:`conformance.problems`, a base optimizer, a curvature estimator, the IRE
-hyperparameters, a dtype and a number of steps (see
-:mod:`conformance.protocol`). Together they cover every problem, every base
-(SAM plain and adaptive), every estimator (Hutchinson with one and two
-probes), warm-up, refresh intervals of 1 and more, the curvature moving
-average, κ and γ given as functions of the step, the κ = 0 and γ = 0 identities
-and float32 as well as float64.
+hyperparameters, a dtype, a number of steps and the seeds (see
+:mod:`conformance.protocol`); every driver runs the same rows. Together they
+cover every problem, every base (SAM plain and adaptive), every estimator
+(Hutchinson with one and two probes), warm-up, refresh intervals of 1 and
+more, the curvature moving average, κ and γ given as functions of the step,
+the κ = 0 and γ = 0 identities and float32 as well as float64.
 
 Schedules are module-level functions that only do arithmetic on the step, so
 they work on Python ints, traced JAX integers and TensorFlow tensors alike,
@@ -24,15 +24,18 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ire_core import IREConfig, is_refresh_step
 
 from .problems import build_problem
-from .protocol import Scenario
+from .protocol import BASES, Scenario
 
 __all__ = [
     "BASES",
+    "CASES",
+    "Case",
     "SCENARIOS",
     "describe",
     "flat_count_margin",
@@ -42,10 +45,6 @@ __all__ = [
     "rising_flat_fraction",
     "rising_kappa",
 ]
-
-BASES = ("sgd", "momentum", "nesterov", "adamw", "sam")
-"""The base optimizers a scenario may name (see :mod:`conformance.protocol`)."""
-
 
 def rising_kappa(step):
     """κ_t = 0.5 + 0.05·t (arithmetic only: works on traced steps).
@@ -77,83 +76,112 @@ def rising_flat_fraction(step):
     return 0.21 + 0.01 * step
 
 
-def _scenario(name, problem, base, estimator, lr, steps=40, dtype="float64", seed=0, **config):
-    return name, Scenario(
-        name=name,
-        problem=build_problem(problem, seed=0),
-        base=base,
-        estimator=estimator,
-        config=IREConfig(estimator=estimator, **config),
-        lr=lr,
-        steps=steps,
-        seed=seed,
-        dtype=dtype,
-    )
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row of :data:`CASES`: a scenario as plain data.
+
+    Attributes:
+      name: ``{problem}_{base}_{estimator}[_{variant}]``.
+      problem: a name of :data:`conformance.problems.PROBLEM_NAMES`.
+      base: a key of :data:`conformance.protocol.BASES`.
+      estimator: ``gradient``, ``exact``, ``hutchinson`` or ``fisher``.
+      lr: the base optimizer's learning rate.
+      ire: the other ``IREConfig`` fields.
+      steps: the number of steps.
+      dtype: ``"float64"`` or ``"float32"``.
+      seed: the seed of the draws (probes, label uniforms).
+      problem_seed: the seed the problem is built from.
+    """
+
+    name: str
+    problem: str
+    base: str
+    estimator: str
+    lr: float
+    ire: dict
+    steps: int = 40
+    dtype: str = "float64"
+    seed: int = 0
+    problem_seed: int = 0
+
+    def scenario(self) -> Scenario:
+        """The :class:`Scenario` of this row."""
+        return Scenario(
+            name=self.name,
+            problem=build_problem(self.problem, seed=self.problem_seed),
+            base=self.base,
+            estimator=self.estimator,
+            config=IREConfig(estimator=self.estimator, **self.ire),
+            lr=self.lr,
+            steps=self.steps,
+            seed=self.seed,
+            dtype=self.dtype,
+        )
 
 
-SCENARIOS: dict[str, Scenario] = dict(
-    [
-        # Diagonal quadratic: the spec's invariant 3, and the identities.
-        _scenario("diag_quadratic_sgd_exact", "diag_quadratic", "sgd", "exact", 0.1,
-                  kappa=1.0, flat_fraction=0.5, interval=1),
-        _scenario("diag_quadratic_momentum_hutchinson", "diag_quadratic", "momentum",
-                  "hutchinson", 0.02, kappa=2.0, flat_fraction=0.375, interval=1),
-        _scenario("diag_quadratic_sgd_gradient_kappa0", "diag_quadratic", "sgd", "gradient",
-                  0.1, kappa=0.0, flat_fraction=0.5, interval=3),
-        _scenario("diag_quadratic_adamw_exact_f32", "diag_quadratic", "adamw", "exact", 0.05,
-                  dtype="float32", kappa=1.5, flat_fraction=0.5, interval=5, start_step=5),
-        # Ill-conditioned dense quadratic.
-        _scenario("dense_quadratic_sgd_gradient", "dense_quadratic", "sgd", "gradient", 0.1,
-                  kappa=1.0, flat_fraction=0.5, interval=5, start_step=10),
-        _scenario("dense_quadratic_nesterov_hutchinson2", "dense_quadratic", "nesterov",
-                  "hutchinson", 0.03, kappa=1.0, flat_fraction=0.625, interval=4, ema=0.5,
-                  num_probes=2),
-        _scenario("dense_quadratic_adamw_exact_kappa_schedule", "dense_quadratic", "adamw",
-                  "exact", 0.05, kappa=rising_kappa, flat_fraction=0.5, interval=10),
-        _scenario("dense_quadratic_sam_gradient", "dense_quadratic", "sam", "gradient", 0.1,
-                  kappa=1.0, flat_fraction=0.5, interval=2, rho=0.05),
-        _scenario("dense_quadratic_momentum_exact_gamma0", "dense_quadratic", "momentum",
-                  "exact", 0.03, kappa=2.0, flat_fraction=0.0, interval=1),
-        # Softmax regression.
-        _scenario("logistic_sgd_fisher", "logistic", "sgd", "fisher", 0.5,
-                  kappa=1.0, flat_fraction=0.5, interval=5),
-        _scenario("logistic_adamw_fisher", "logistic", "adamw", "fisher", 0.05,
-                  kappa=2.0, flat_fraction=0.6, interval=1, start_step=3),
-        # Draw seed 0 makes the first probe constant across classes, a direction
-        # in which the softmax cross-entropy is flat (H z = 0): the estimate would
-        # be rounding noise. Seed 1 draws informative probes.
-        _scenario("logistic_momentum_hutchinson", "logistic", "momentum", "hutchinson", 0.2,
-                  seed=1, kappa=1.0, flat_fraction=0.5, interval=3, ema=0.9),
-        _scenario("logistic_sam_fisher", "logistic", "sam", "fisher", 0.5,
-                  kappa=1.0, flat_fraction=0.4, interval=4, rho=0.05),
-        _scenario("logistic_adamw_gradient_gamma_schedule", "logistic", "adamw", "gradient",
-                  0.05, kappa=1.0, flat_fraction=rising_flat_fraction, interval=5),
-        _scenario("logistic_nesterov_exact_f32", "logistic", "nesterov", "exact", 0.2,
-                  dtype="float32", kappa=1.0, flat_fraction=0.5, interval=5),
-        # Two-layer tanh MLP classifier.
-        _scenario("mlp_sgd_exact", "mlp", "sgd", "exact", 0.5,
-                  kappa=1.0, flat_fraction=0.5, interval=10),
-        _scenario("mlp_adamw_fisher", "mlp", "adamw", "fisher", 0.02,
-                  kappa=2.0, flat_fraction=0.6, interval=5, start_step=5, ema=0.5),
-        _scenario("mlp_momentum_hutchinson2", "mlp", "momentum", "hutchinson", 0.1,
-                  kappa=1.0, flat_fraction=0.5, interval=5, num_probes=2),
-        _scenario("mlp_sam_gradient_adaptive", "mlp", "sam", "gradient", 0.3,
-                  kappa=1.0, flat_fraction=0.5, interval=5, rho=0.5, adaptive=True),
-        _scenario("mlp_sgd_fisher_f32", "mlp", "sgd", "fisher", 0.3, steps=30,
-                  dtype="float32", kappa=1.0, flat_fraction=0.5, interval=10),
-        # IRE_SPEC's toy manifold: u is the flat direction.
-        _scenario("manifold_sgd_exact", "manifold", "sgd", "exact", 0.2,
-                  kappa=2.0, flat_fraction=0.2, interval=1),
-        _scenario("manifold_sam_hutchinson", "manifold", "sam", "hutchinson", 0.2,
-                  kappa=2.0, flat_fraction=0.2, interval=5, rho=0.1),
-        _scenario("manifold_sam_exact_adaptive_kappa_decay", "manifold", "sam", "exact", 0.2,
-                  kappa=decaying_kappa, flat_fraction=0.2, interval=2, rho=0.2, adaptive=True,
-                  start_step=4),
-        _scenario("manifold_nesterov_gradient", "manifold", "nesterov", "gradient", 0.05,
-                  kappa=1.0, flat_fraction=0.4, interval=5, ema=0.5),
-    ]
+CASES = (
+    # Diagonal quadratic: docs/algorithm.md, Invariants 3, and the identities.
+    Case("diag_quadratic_sgd_exact", "diag_quadratic", "sgd", "exact", 0.1,
+         dict(kappa=1.0, flat_fraction=0.5, interval=1)),
+    Case("diag_quadratic_momentum_hutchinson", "diag_quadratic", "momentum", "hutchinson", 0.02,
+         dict(kappa=2.0, flat_fraction=0.375, interval=1)),
+    Case("diag_quadratic_sgd_gradient_kappa0", "diag_quadratic", "sgd", "gradient", 0.1,
+         dict(kappa=0.0, flat_fraction=0.5, interval=3)),
+    Case("diag_quadratic_adamw_exact_f32", "diag_quadratic", "adamw", "exact", 0.05,
+         dict(kappa=1.5, flat_fraction=0.5, interval=5, start_step=5), dtype="float32"),
+    # Ill-conditioned dense quadratic.
+    Case("dense_quadratic_sgd_gradient", "dense_quadratic", "sgd", "gradient", 0.1,
+         dict(kappa=1.0, flat_fraction=0.5, interval=5, start_step=10)),
+    Case("dense_quadratic_nesterov_hutchinson2", "dense_quadratic", "nesterov", "hutchinson", 0.03,
+         dict(kappa=1.0, flat_fraction=0.625, interval=4, ema=0.5, num_probes=2)),
+    Case("dense_quadratic_adamw_exact_kappa_schedule", "dense_quadratic", "adamw", "exact", 0.05,
+         dict(kappa=rising_kappa, flat_fraction=0.5, interval=10)),
+    Case("dense_quadratic_sam_gradient", "dense_quadratic", "sam", "gradient", 0.1,
+         dict(kappa=1.0, flat_fraction=0.5, interval=2, rho=0.05)),
+    Case("dense_quadratic_momentum_exact_gamma0", "dense_quadratic", "momentum", "exact", 0.03,
+         dict(kappa=2.0, flat_fraction=0.0, interval=1)),
+    # Softmax regression.
+    Case("logistic_sgd_fisher", "logistic", "sgd", "fisher", 0.5,
+         dict(kappa=1.0, flat_fraction=0.5, interval=5)),
+    Case("logistic_adamw_fisher", "logistic", "adamw", "fisher", 0.05,
+         dict(kappa=2.0, flat_fraction=0.6, interval=1, start_step=3)),
+    # Draw seed 0 makes the first probe constant across classes, a direction
+    # in which the softmax cross-entropy is flat (H z = 0): the estimate would
+    # be rounding noise. Seed 1 draws informative probes.
+    Case("logistic_momentum_hutchinson", "logistic", "momentum", "hutchinson", 0.2,
+         dict(kappa=1.0, flat_fraction=0.5, interval=3, ema=0.9), seed=1),
+    Case("logistic_sam_fisher", "logistic", "sam", "fisher", 0.5,
+         dict(kappa=1.0, flat_fraction=0.4, interval=4, rho=0.05)),
+    Case("logistic_adamw_gradient_gamma_schedule", "logistic", "adamw", "gradient", 0.05,
+         dict(kappa=1.0, flat_fraction=rising_flat_fraction, interval=5)),
+    Case("logistic_nesterov_exact_f32", "logistic", "nesterov", "exact", 0.2,
+         dict(kappa=1.0, flat_fraction=0.5, interval=5), dtype="float32"),
+    # Two-layer tanh MLP classifier.
+    Case("mlp_sgd_exact", "mlp", "sgd", "exact", 0.5,
+         dict(kappa=1.0, flat_fraction=0.5, interval=10)),
+    Case("mlp_adamw_fisher", "mlp", "adamw", "fisher", 0.02,
+         dict(kappa=2.0, flat_fraction=0.6, interval=5, start_step=5, ema=0.5)),
+    Case("mlp_momentum_hutchinson2", "mlp", "momentum", "hutchinson", 0.1,
+         dict(kappa=1.0, flat_fraction=0.5, interval=5, num_probes=2)),
+    Case("mlp_sam_gradient_adaptive", "mlp", "sam", "gradient", 0.3,
+         dict(kappa=1.0, flat_fraction=0.5, interval=5, rho=0.5, adaptive=True)),
+    Case("mlp_sgd_fisher_f32", "mlp", "sgd", "fisher", 0.3,
+         dict(kappa=1.0, flat_fraction=0.5, interval=10), steps=30, dtype="float32"),
+    # docs/algorithm.md, SAM coupling, the toy manifold: u is the flat direction.
+    Case("manifold_sgd_exact", "manifold", "sgd", "exact", 0.2,
+         dict(kappa=2.0, flat_fraction=0.2, interval=1)),
+    Case("manifold_sam_hutchinson", "manifold", "sam", "hutchinson", 0.2,
+         dict(kappa=2.0, flat_fraction=0.2, interval=5, rho=0.1)),
+    Case("manifold_sam_exact_adaptive_kappa_decay", "manifold", "sam", "exact", 0.2,
+         dict(kappa=decaying_kappa, flat_fraction=0.2, interval=2, rho=0.2, adaptive=True,
+              start_step=4)),
+    Case("manifold_nesterov_gradient", "manifold", "nesterov", "gradient", 0.05,
+         dict(kappa=1.0, flat_fraction=0.4, interval=5, ema=0.5)),
 )
-"""Every scenario, by name (``{problem}_{base}_{estimator}[_{variant}]``)."""
+"""Every conformance case, one row each (the table every backend runs)."""
+
+SCENARIOS: dict[str, Scenario] = {case.name: case.scenario() for case in CASES}
+"""Every scenario of :data:`CASES`, by name."""
 
 
 def get_scenario(name: str) -> Scenario:

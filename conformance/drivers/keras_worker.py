@@ -9,7 +9,11 @@ It looks the scenarios up by name in :data:`conformance.scenarios.SCENARIOS`
 and writes every trajectory (or the error that stopped it) to ``OUT.npz``
 (see :func:`write_results` for the layout).
 
-Each problem is written as a loss over Keras tensors. The scenario's base is
+The problem's loss, logits and exact Hessian diagonal are the array-API
+functions of :mod:`conformance.problems` evaluated on the backend's native
+tensors (gradients and Hessian-vector products by
+:mod:`ire_keras.autodiff`); on TensorFlow they compute with
+``tf.experimental.numpy``. The scenario's base is
 a small Keras optimizer with torch.optim's definition (Keras's own SGD and
 AdamW differ: momentum sign convention, ε placement, hyperparameters cast
 through float32), wrapped in :class:`ire_keras.IRE`. The scenario's draws
@@ -36,50 +40,30 @@ def _keras():
     return keras
 
 
-# -- Losses -------------------------------------------------------------------
+# -- The problems' namespace ---------------------------------------------------
 
 
-def _logits(problem, params, data):
-    x = data["x"]
-    if problem.name == "logistic":
-        w, b = params
-        return x @ w + b
-    w1, b1, w2, b2 = params
-    return _tanh(x @ w1 + b1) @ w2 + b2
+class _TensorFlowNumpy:
+    """``tf.experimental.numpy`` with the two array-API names the problems
+    use that it lacks (TensorFlow tensors have no array-API namespace)."""
+
+    def __getattr__(self, name):
+        import tensorflow.experimental.numpy as tnp
+
+        return getattr(tnp, name)
+
+    @staticmethod
+    def matrix_transpose(x):
+        import tensorflow as tf
+
+        return tf.linalg.matrix_transpose(x)
 
 
-def _tanh(x):
-    # keras.ops.tanh returns float32 for float64 input on JAX.
-    ops = _keras().ops
-    return 1.0 - 2.0 / (ops.exp(2.0 * x) + 1.0)
-
-
-def _mean(x):
-    # keras.ops.mean is not float64-exact on JAX and torch; a sum is.
-    ops = _keras().ops
-    return ops.sum(x) / ops.shape(x)[0]
-
-
-def _loss(problem, params, data):
-    """The problem's loss; ``@`` rather than ``keras.ops.matmul``, whose
-    float64 result on torch is not exact."""
-    ops = _keras().ops
-    name = problem.name
-    if name == "diag_quadratic":
-        (theta,) = params
-        return 0.5 * ops.sum(data["h"] * theta * theta)
-    if name == "dense_quadratic":
-        (theta,) = params
-        a_theta = ops.sum(data["A"] * theta[None, :], axis=1)
-        return 0.5 * ops.sum(theta * a_theta) - ops.sum(data["b"] * theta)
-    if name in ("logistic", "mlp"):
-        log_p = ops.log_softmax(_logits(problem, params, data), axis=-1)
-        chosen = ops.one_hot(data["y"], ops.shape(log_p)[-1], dtype=log_p.dtype)
-        return -_mean(ops.sum(log_p * chosen, axis=-1))
-    if name == "manifold":
-        u, v = params
-        return 0.5 * (1.0 + u[0] * u[0]) * ops.sum(v * v)
-    raise ValueError(f"unknown problem {name!r}")
+def _namespace():
+    """The namespace the problems compute in: that of the backend's native
+    tensors on JAX and torch (``None``: found from the arrays), TensorFlow's
+    NumPy API on TensorFlow."""
+    return _TensorFlowNumpy() if _keras().backend.backend() == "tensorflow" else None
 
 
 # -- Bases with torch.optim's definitions ---------------------------------------
@@ -159,19 +143,12 @@ def _torch_bases():
 
 def _base(scenario):
     TorchSGD, TorchAdamW = _torch_bases()
-    lr = float(scenario.lr)
-    if scenario.base in ("sgd", "sam"):
-        return TorchSGD(lr)
-    if scenario.base == "momentum":
-        return TorchSGD(lr, momentum=0.9)
-    if scenario.base == "nesterov":
-        return TorchSGD(lr, momentum=0.9, nesterov=True)
-    if scenario.base == "adamw":
-        return TorchAdamW(lr)
-    raise ValueError(
-        "scenario.base must be one of 'sgd', 'momentum', 'nesterov', 'adamw', 'sam', "
-        f"got {scenario.base!r}"
-    )
+    lr, base = float(scenario.lr), scenario.base_optimizer
+    if base.family == "adamw":
+        beta_1, beta_2 = base.BETAS
+        return TorchAdamW(lr, beta_1=beta_1, beta_2=beta_2, epsilon=base.EPS,
+                          decay=base.WEIGHT_DECAY)
+    return TorchSGD(lr, momentum=base.momentum, nesterov=base.nesterov)
 
 
 # -- Running one scenario --------------------------------------------------------
@@ -215,11 +192,12 @@ def run_scenario(scenario) -> dict:
     keras.config.set_floatx(scenario.dtype)
     dtype = scenario.dtype
     problem, config, draws = scenario.problem, scenario.config, scenario.draws
-    data = {
-        key: ops.convert_to_tensor(value, dtype=dtype if np.issubdtype(value.dtype, np.floating)
-                                   else "int32")
-        for key, value in problem.data.items()
-    }
+
+    def asarray(value):
+        floating = np.issubdtype(value.dtype, np.floating)
+        return ops.convert_to_tensor(value, dtype=dtype if floating else "int32")
+
+    model = problem.bind(asarray, xp=_namespace())
     weights = [keras.Variable(np.asarray(p), dtype=dtype) for p in problem.params]
     estimator = scenario.estimator
     optimizer = ire_keras.IRE(
@@ -230,19 +208,14 @@ def run_scenario(scenario) -> dict:
     )
     optimizer.build(weights)
 
-    def loss_fn(values):
-        return _loss(problem, values, data)
-
     def step(probes, uniforms, exact):
         values = [_xp.read(w) for w in weights]
-        loss, grads = autodiff.value_and_grad(loss_fn, values)
+        loss, grads = autodiff.value_and_grad(model.loss, values)
         curvature = None
         if estimator == "hutchinson" and probes is not None:
-            curvature = estimators.hutchinson_estimate(loss_fn, values, probes)
+            curvature = estimators.hutchinson_estimate(model.loss, values, probes)
         elif estimator == "fisher" and uniforms is not None:
-            curvature = estimators.fisher_estimate(
-                lambda w: _logits(problem, w, data), values, uniforms
-            )
+            curvature = estimators.fisher_estimate(model.logits, values, uniforms)
         elif estimator == "exact" and exact is not None:
             curvature = exact
         elif estimator == "gradient" and config.rho > 0 and exact is not None:
@@ -257,7 +230,7 @@ def run_scenario(scenario) -> dict:
                 config.sam_eps,
             )
             shifted = [v + _xp.from_core(d) for v, d in zip(values, e)]
-            _, grads = autodiff.value_and_grad(loss_fn, shifted)
+            _, grads = autodiff.value_and_grad(model.loss, shifted)
         optimizer.apply(grads, weights, curvature=curvature)
         return loss
 
@@ -273,12 +246,10 @@ def run_scenario(scenario) -> dict:
             elif estimator == "fisher":
                 uniforms = ops.convert_to_tensor(draws.uniforms(t), dtype=dtype)
             elif estimator == "exact":
-                exact = [ops.convert_to_tensor(np.asarray(h), dtype=dtype)
-                         for h in problem.exact_diagonal([p.copy() for p in params[-1]])]
+                exact = model.hessian_diagonal([_xp.read(w) for w in weights])
             elif config.rho > 0:
-                exact = []  # marks the refresh: SAM's gradient estimate is taken at θ
-        if exact == []:
-            exact = [ops.zeros(tuple(w.shape), dtype=dtype) for w in weights]
+                # Marks the refresh: SAM's gradient estimate is taken at θ.
+                exact = [ops.zeros(tuple(w.shape), dtype=dtype) for w in weights]
         loss = compiled(probes, uniforms, exact) if refresh else compiled(None, None, None)
         losses.append(float(ops.convert_to_numpy(loss)))
         if refresh:

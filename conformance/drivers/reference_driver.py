@@ -1,7 +1,8 @@
 """The NumPy reference driver: the trajectory every backend is compared with.
 
-It runs :class:`ire_core.reference.ReferenceIRE` on the exact NumPy
-mathematics of :mod:`conformance.problems`, with the scenario's draws, and
+It runs :class:`ire_core.reference.ReferenceIRE` on the exact mathematics of
+:mod:`conformance.problems` evaluated on NumPy arrays (analytic gradients,
+Hessian-vector products and diagonals), with the scenario's draws, and
 always in float64 unless built with another ``dtype``.
 
 Example:
@@ -22,30 +23,26 @@ from ire_core import blend, squared
 from ire_core.reference import SGD, AdamW, ReferenceIRE, fisher_estimate, hutchinson_estimate
 
 from ..problems import numpy_model
-from ..protocol import Scenario, Trajectory
+from ..protocol import BASES, Scenario, Trajectory, walk
 
 __all__ = ["ReferenceDriver", "ReferenceRun", "reference_base", "selection_margin"]
 
 
 def reference_base(base: str, lr: float):
-    """The NumPy base optimizer named ``base`` with torch.optim's defaults of
-    :mod:`conformance.protocol` (SAM steps plain SGD with the SAM gradient).
+    """The NumPy base optimizer named ``base`` (a key of
+    :data:`conformance.protocol.BASES`); SAM steps plain SGD with the SAM
+    gradient.
 
     Example:
       >>> reference_base("nesterov", 0.1).nesterov
       True
     """
-    if base in ("sgd", "sam"):
-        return SGD(lr=lr)
-    if base == "momentum":
-        return SGD(lr=lr, momentum=0.9)
-    if base == "nesterov":
-        return SGD(lr=lr, momentum=0.9, nesterov=True)
-    if base == "adamw":
-        return AdamW(lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    raise ValueError(
-        f"base must be one of 'sgd', 'momentum', 'nesterov', 'adamw', 'sam', got {base!r}"
-    )
+    if base not in BASES:
+        raise ValueError(f"base must be one of {tuple(BASES)}, got {base!r}")
+    spec = BASES[base]
+    if spec.family == "adamw":
+        return AdamW(lr=lr, betas=spec.BETAS, eps=spec.EPS, weight_decay=spec.WEIGHT_DECAY)
+    return SGD(lr=lr, momentum=spec.momentum, nesterov=spec.nesterov)
 
 
 def selection_margin(selection: list, mask: list) -> float:
@@ -124,31 +121,32 @@ class ReferenceDriver:
         config = scenario.config
         optimizer = ReferenceIRE(reference_base(scenario.base, scenario.lr), config)
         params = [np.asarray(p, dtype=dtype) for p in scenario.problem.params]
-        state = optimizer.init(params)
-        trajectory = Trajectory([_float64(params)], {}, [])
+        current = {"params": params, "state": optimizer.init(params)}
         selections, margins = {}, {}
-        for t in range(scenario.steps):
-            trajectory.losses.append(float(model.loss(params)))
+
+        def step(t):
+            params, state = current["params"], current["state"]
+            loss = model.loss(params)
             estimates = []
 
-            def curvature(params=params, t=t, estimates=estimates):
-                estimate = self._estimate(scenario, model, params, t, dtype)
-                estimates.append(estimate)
-                return estimate
+            def curvature():
+                estimates.append(self._estimate(scenario, model, params, t, dtype))
+                return estimates[-1]
 
-            previous_average = state.curvature
-            if scenario.base == "sam":
-                params, state = optimizer.sam_step(params, model.grad, state, curvature=curvature)
+            if scenario.base_optimizer.sam:
+                params, after = optimizer.sam_step(params, model.grad, state, curvature=curvature)
             else:
-                params, state = optimizer.step(
+                params, after = optimizer.step(
                     params, model.grad(params), state, curvature=curvature
                 )
-            if estimates:
-                _, selection = blend(previous_average, estimates[0], config.ema)
-                trajectory.masks[t] = [np.array(m, dtype=bool) for m in state.mask]
-                selections[t] = selection
-                margins[t] = selection_margin(selection, state.mask)
-            trajectory.params.append(_float64(params))
+            current.update(params=params, state=after)
+            if not estimates:
+                return loss, params, None
+            _, selections[t] = blend(state.curvature, estimates[0], config.ema)
+            margins[t] = selection_margin(selections[t], after.mask)
+            return loss, params, after.mask
+
+        trajectory = walk(scenario, params, step)
         return ReferenceRun(trajectory, selections, margins)
 
     @staticmethod
@@ -159,7 +157,7 @@ class ReferenceDriver:
         if estimator == "gradient":
             return squared(model.grad(params))
         if estimator == "exact":
-            return [np.asarray(h, dtype=dtype) for h in model.hessian_diagonal(params)]
+            return model.hessian_diagonal(params)
         if estimator == "hutchinson":
             probes = [[np.asarray(z, dtype=dtype) for z in probe] for probe in draws.probes(step)]
             return hutchinson_estimate(model.hvp, params, probes)
@@ -174,7 +172,3 @@ class ReferenceDriver:
             f"scenario.estimator must be 'gradient', 'exact', 'hutchinson' or 'fisher', "
             f"got {estimator!r}"
         )
-
-
-def _float64(params) -> list:
-    return [np.array(p, dtype=np.float64, copy=True) for p in params]

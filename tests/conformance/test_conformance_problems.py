@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -89,10 +91,7 @@ def test_label_gradient_matches_differences_on_other_labels(name):
     params = _point(problem, rng)
     labels = rng.integers(0, 3, size=problem.data["y"].shape[0])
     assert not np.array_equal(labels, problem.data["y"])
-    other = numpy_model(
-        type(problem)(problem.name, problem.params, {**problem.data, "y": labels},
-                      problem.exact_diagonal)
-    )
+    other = numpy_model(dataclasses.replace(problem, data={**problem.data, "y": labels}))
     direction = _random_like(rng, params)
     numeric = (
         other.loss(_shifted(params, direction, EPS)) - other.loss(_shifted(params, direction, -EPS))
@@ -109,7 +108,7 @@ def test_logits_define_the_loss(name):
     logits = model.logits(params)
     y = problem.data["y"]
     log_probs = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
-    assert model.loss(params) == pytest.approx(-np.mean(log_probs[np.arange(len(y)), y]))
+    assert float(model.loss(params)) == pytest.approx(-np.mean(log_probs[np.arange(len(y)), y]))
 
 
 def test_problems_are_a_pure_function_of_the_seed():
@@ -145,3 +144,29 @@ def test_float32_model_computes_in_float32():
 def test_unknown_problem_is_rejected_with_its_name():
     with pytest.raises(ValueError, match="'ring'"):
         build_problem("ring")
+
+
+@pytest.mark.parametrize("name", PROBLEM_NAMES)
+def test_hessian_diagonal_is_the_diagonal_of_the_hvp(name):
+    rng = np.random.default_rng(6)
+    problem = build_problem(name, seed=7)
+    model = numpy_model(problem)
+    params = _point(problem, rng)
+    diagonal = model.hessian_diagonal(params)
+    for i, p in enumerate(params):
+        for index in np.ndindex(p.shape):
+            basis = [np.zeros_like(q) for q in params]
+            basis[i][index] = 1.0
+            want = model.hvp(params, basis)[i][index]
+            assert diagonal[i][index] == pytest.approx(want, rel=1e-13, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", PROBLEM_NAMES)
+def test_exact_diagonal_follows_the_dtype_of_the_parameters(name):
+    problem = build_problem(name, seed=0)
+    single = [p.astype(np.float32) for p in problem.params]
+    got = problem.exact_diagonal(single)
+    want = problem.exact_diagonal(list(problem.params))
+    assert all(g.dtype == np.float32 for g in got)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)

@@ -1,5 +1,6 @@
-"""The NumPy reference driver obeys IRE_SPEC's invariants on the scenarios, so
-that it can serve as the truth every backend is compared with."""
+"""The NumPy reference driver obeys the invariants of docs/algorithm.md
+(Invariants) on the scenarios, so that it can serve as the truth every
+backend is compared with."""
 
 from __future__ import annotations
 

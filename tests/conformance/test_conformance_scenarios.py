@@ -11,6 +11,7 @@ from conformance.problems import PROBLEM_NAMES, numpy_model
 from conformance.runner import reference_run
 from conformance.scenarios import (
     BASES,
+    CASES,
     SCENARIOS,
     describe,
     flat_count_margin,
@@ -30,6 +31,29 @@ def test_at_least_twenty_scenarios_with_consistent_names():
         assert scenario.name == name
         assert name.startswith(f"{scenario.problem.name}_{scenario.base}_{scenario.estimator}")
         assert scenario.config.estimator == scenario.estimator
+
+
+def test_scenarios_are_the_rows_of_the_table():
+    assert [case.name for case in CASES] == list(SCENARIOS)
+    for case in CASES:
+        scenario = SCENARIOS[case.name]
+        assert (scenario.problem.name, scenario.base, scenario.estimator, scenario.lr) == (
+            case.problem, case.base, case.estimator, case.lr
+        )
+        assert (scenario.steps, scenario.dtype, scenario.seed) == (case.steps, case.dtype, case.seed)
+
+
+def test_drivers_name_no_problem():
+    # Every driver evaluates the problem's own functions: none branches on a
+    # problem's name.
+    import pathlib
+
+    import conformance.drivers as drivers
+
+    for path in pathlib.Path(drivers.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for name in PROBLEM_NAMES:
+            assert f'"{name}"' not in text and f"'{name}'" not in text, (path.name, name)
 
 
 def test_every_problem_base_and_estimator_is_covered():

@@ -1,4 +1,9 @@
-"""Small differentiable problems shared by the JAX tests."""
+"""Small differentiable problems shared by the JAX tests.
+
+The tanh MLP's logits and loss are the conformance problem's
+(:class:`conformance.problems.Mlp`, written once over the array API), on data
+sized for these tests.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from conformance.problems import Mlp
 
 
 def mlp_problem(seed: int = 0, features: int = 3, hidden: int = 4, classes: int = 3, n: int = 8):
@@ -23,13 +30,13 @@ def mlp_problem(seed: int = 0, features: int = 3, hidden: int = 4, classes: int 
 
 
 def logits(params, x):
-    w1, b1, w2, b2 = params
-    return jnp.tanh(x @ w1 + b1) @ w2 + b2
+    """tanh(x W1 + b1) W2 + b2 for ``params = [W1, b1, W2, b2]``."""
+    return Mlp({"x": x}).logits(list(params))
 
 
 def loss(params, x, y):
-    log_probs = jax.nn.log_softmax(logits(params, x), axis=-1)
-    return -jnp.mean(jnp.take_along_axis(log_probs, jnp.asarray(y)[:, None], axis=-1))
+    """The mean cross-entropy of :func:`logits` on the integer labels ``y``."""
+    return Mlp({"x": x, "y": jnp.asarray(y)}).loss(list(params))
 
 
 def hessian_diagonal(loss_fn, params) -> list:
