@@ -6,6 +6,13 @@ Example:
   |-------|------|
   | AdamW | 1.25 |
   | IRE   | 1.20 |
+
+Numbers read best right-aligned (``align``, one letter per column):
+  >>> print(render_table(["run", "ms"], [["AdamW", "9.5"], ["IRE", "10.25"]], align="lr"))
+  | run   |    ms |
+  |-------|------:|
+  | AdamW |   9.5 |
+  | IRE   | 10.25 |
 """
 
 from __future__ import annotations
@@ -16,12 +23,26 @@ from pathlib import Path
 __all__ = ["render_table", "write_text"]
 
 
-def render_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def render_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None
+) -> str:
     """A Markdown table (also readable as plain text), columns padded.
 
+    Args:
+      header: the column titles.
+      rows: the cells, converted with ``str``.
+      align: one letter per column, ``"l"`` (left) or ``"r"`` (right, marked
+        ``---:`` in the rule); ``None`` aligns every column left.
+
     Raises:
-      ValueError: if a row has a different number of cells than ``header``.
+      ValueError: if a row has a different number of cells than ``header``,
+        or ``align`` is not one ``l``/``r`` per column.
     """
+    align = align or "l" * len(header)
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(
+            f"align must hold one 'l' or 'r' per column ({len(header)}), got {align!r}"
+        )
     cells = [[str(c) for c in header]]
     for i, row in enumerate(rows):
         if len(row) != len(header):
@@ -32,9 +53,11 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     widths = [max(len(r[j]) for r in cells) for j in range(len(header))]
 
     def line(row):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+        padded = (c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align))
+        return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    rule = "|" + "|".join("-" * (w + 1) + (":" if a == "r" else "-")
+                          for w, a in zip(widths, align)) + "|"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 

@@ -14,7 +14,6 @@ TORCH_VARIANTS = [
     "IRE fisher",
     "IRE fisher, forward reused",
     "IRE fisher, 1/4 batch",
-    "naive copy-step-rescale",
     "AdamW fused=True",
     "IRE gradient, fused=True base",
 ]
@@ -27,9 +26,9 @@ def quick_run(tmp_path_factory):
     return out, result
 
 
-def test_quick_run_has_every_torch_row(quick_run):
-    _, result = quick_run
-    rows = result["rows"]
+def _check_torch_rows(rows, cuda: bool) -> None:
+    """Every torch row of the four models; the memory columns hold the CUDA
+    allocator's peaks on CUDA and read n/a on the CPU."""
     models = sorted({r.model for r in rows})
     assert [m.split(" ")[0] for m in models] == ["lm-large", "lm-small", "mlp-large",
                                                  "mlp-small"]
@@ -38,20 +37,46 @@ def test_quick_run_has_every_torch_row(quick_run):
     for r in rows:
         assert r.backend == "torch" and r.params > 0
         assert r.base_ms > 0 and r.ire_ms > 0 and r.ratio > 0
-        assert r.peak_mib is not None and r.peak_mib >= 0
+        assert (r.peak_mib is not None and r.peak_mib >= 0) == cuda
         if r.variant.startswith("AdamW"):
             assert r.ratio == 1.0 and r.extra_state == 0.0 and r.refresh_peak_mib is None
-        else:  # None when the measured steps held no refresh
-            assert r.refresh_peak_mib is None or r.refresh_peak_mib >= 0
+        else:  # a whole refresh period is measured: one refresh step
+            assert (r.refresh_peak_mib is not None and r.refresh_peak_mib >= 0) == cuda
 
 
-def test_persistent_state_is_a_quarter_of_the_parameters_and_naive_is_a_full_copy(quick_run):
+def test_quick_run_has_every_torch_row(quick_run):
+    _check_torch_rows(quick_run[1]["rows"], cuda=False)
+
+
+def test_quick_cuda_run_reads_the_allocators_peaks(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    result = overhead.main(["--quick", "--backends", "torch", "--device", "cuda"])
+    _check_torch_rows(result["rows"], cuda=True)
+    assert result["machine"]["torch_device_name"]
+
+
+def test_persistent_state_is_a_quarter_of_the_parameters(quick_run):
     _, result = quick_run
-    for r in result["rows"]:
-        if r.variant.startswith("IRE"):
-            assert r.extra_state == pytest.approx(0.25)  # one bool per fp32 coordinate
-        elif r.variant.startswith("naive"):
-            assert r.extra_state == pytest.approx(1.0)  # one float per coordinate
+    ire_rows = [r for r in result["rows"] if r.variant.startswith("IRE")]
+    assert len(ire_rows) == 4 * (len(TORCH_VARIANTS) - 2)
+    for r in ire_rows:  # one bool per fp32 coordinate, the generic path's included
+        assert r.extra_state == pytest.approx(0.25)
+
+
+def test_per_coordinate_bytes_counts_the_state_that_grows_with_the_model():
+    torch = pytest.importorskip("torch")
+    from benchmarks.overhead.torch_rows import per_coordinate_bytes
+    from ire_torch import AdamWIRE
+
+    model = torch.nn.Linear(30, 4)
+    opt = AdamWIRE(model.parameters(), lr=1e-3, estimator="fisher", interval=3)
+    model(torch.ones(2, 30)).sum().backward()
+    opt.step(logits_fn=lambda: model(torch.ones(2, 30)))
+    # exp_avg and exp_avg_sq (fp32) and the mask (bool) of 124 coordinates;
+    # the step counters, the threshold and the generator's state are not counted.
+    assert per_coordinate_bytes(opt, model.parameters()) == 124 * (4 + 4 + 1)
 
 
 def test_selection_and_fisher_tables(quick_run):
@@ -76,10 +101,40 @@ def test_files_written(quick_run):
     table = [line for line in text.splitlines() if line.startswith("| mlp-small")]
     assert len(table) == len(TORCH_VARIANTS)
     assert all(re.fullmatch(r"\|( [^|]+ \|){8}", line) for line in table)
+    cells = r"\|( [^|]+ \|){2}( +[0-9.]+ \|){3}( +n/a \|){2} +0\.[0-9]{3} \|"
+    assert all(re.fullmatch(cells, line) for line in table)  # the CPU reads no peak
+    rules = [line for line in text.splitlines() if line.startswith("|--")]
+    assert re.fullmatch(r"\|(-+\|){2}(-+:\|){6}", rules[0])  # torch: numbers right-aligned
     assert "### Flat-mask selection" in text and "Machine: " in text
     saved = json.loads((out / "overhead.json").read_text())
     assert len(saved["rows"]) == len(result["rows"])
     assert saved["machine"]["threads"] == 2 and saved["machine"]["torch"]
+    assert saved["rows"][0]["peak_mib"] is None
+
+
+def test_one_generated_file_per_table(quick_run):
+    out, _ = quick_run
+    whole = (out / "overhead.md").read_text()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["overhead.json", "overhead.md", "overhead_fisher.md",
+                     "overhead_selection.md", "overhead_torch.md"]  # jax, keras not run
+    for name, title in (("overhead_torch.md", "### torch"),
+                        ("overhead_selection.md", "### Flat-mask selection"),
+                        ("overhead_fisher.md", "### Fisher masks")):
+        text = (out / name).read_text()
+        assert text.startswith("<!-- Generated by `python -m benchmarks.overhead")
+        section, machine = text.split("\n\n", 1)[1].rsplit("\n\n", 1)
+        assert section.startswith(title) and section in whole  # the same table
+        assert machine.startswith("Machine: ") and machine in whole
+
+
+def test_right_aligned_tables_need_one_letter_per_column():
+    from benchmarks.tables import render_table
+
+    assert render_table(["a", "b"], [["x", "1"]], align="lr").splitlines()[1] == "|---|--:|"
+    for align in ("l", "lrr", "lc"):
+        with pytest.raises(ValueError, match="one 'l' or 'r' per column"):
+            render_table(["a", "b"], [["x", "1"]], align=align)
 
 
 def test_unknown_backend_is_refused():
