@@ -6,12 +6,14 @@ torch device of the run), the rows time:
 * ``AdamW step`` and ``AdamW step, fused=True``: one step of AdamW over as
   many parameters, the unit of the ratio column;
 * ``select_flat_mask, exact`` / ``…, exact, one buffer`` / ``…, sampled``:
-  ``ire_core.select_flat_mask`` with the exact threshold, on separate
-  tensors or on views of one buffer (as ire_torch's estimators write the
-  curvature), and with ``ire_core.SampledThreshold``;
+  ``ire_torch.selection.select_flat_mask``, the selection ire_torch runs at
+  a refresh, with its exact threshold, on separate tensors or on views of
+  one buffer (as ire_torch's estimators write the curvature), and with
+  ``ire_core.SampledThreshold``;
 * ``exact threshold only`` / ``sampled threshold only`` / ``histogram
-  threshold only``: the threshold alone (``ire_core.exact_threshold``,
-  ``SampledThreshold``, ``HistogramThreshold``), without building the masks.
+  threshold only``: the threshold alone
+  (``ire_torch.selection.exact_threshold``, ``ire_core.SampledThreshold``,
+  ``ire_core.HistogramThreshold``), without building the masks.
 
 Each row is interleaved round by round with the AdamW step alone, so that
 one row's large temporaries do not slow another row's clock; the ``AdamW
@@ -35,6 +37,7 @@ def selection_rows(sz: Sizes, threads: int, device: str = "cpu") -> list[dict]:
     import torch
 
     import ire_core
+    from ire_torch.selection import exact_threshold, select_flat_mask
 
     torch.set_num_threads(threads)
     progress("mask selection")
@@ -50,12 +53,11 @@ def selection_rows(sz: Sizes, threads: int, device: str = "cpu") -> list[dict]:
     sampled, histogram = ire_core.SampledThreshold(), ire_core.HistogramThreshold()
     runs = {
         "AdamW step, fused=True": fused.step,
-        "select_flat_mask, exact": lambda: ire_core.select_flat_mask(curvature, GAMMA),
-        "select_flat_mask, exact, one buffer": lambda: ire_core.select_flat_mask(
-            in_one_buffer, GAMMA),
-        "select_flat_mask, sampled": lambda: ire_core.select_flat_mask(
+        "select_flat_mask, exact": lambda: select_flat_mask(curvature, GAMMA),
+        "select_flat_mask, exact, one buffer": lambda: select_flat_mask(in_one_buffer, GAMMA),
+        "select_flat_mask, sampled": lambda: select_flat_mask(
             curvature, GAMMA, threshold_fn=sampled),
-        "exact threshold only": lambda: ire_core.exact_threshold(curvature, k),
+        "exact threshold only": lambda: exact_threshold(curvature, k),
         "sampled threshold only": lambda: sampled(curvature, k),
         "histogram threshold only": lambda: histogram(curvature, k),
     }
