@@ -46,10 +46,8 @@ def lint(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     """ire_core and its NumPy reference, with NumPy as the only framework."""
     install(session, "test")
-    # The torch-only helpers' examples run in the torch session (tests/torch/test_docs.py).
-    torch_only = [f"--ignore-glob=*/ire_core/{name}.py" for name in ("_members", "_radix")]
     pytest(session, "tests/core", "tests/readme/test_readme_core.py", "--doctest-modules",
-           *torch_only, "--pyargs", "ire_core")
+           "--pyargs", "ire_core")
 
 
 @nox.session

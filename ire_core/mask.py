@@ -1,4 +1,4 @@
-"""Global flat-mask selection (IRE_SPEC, "Flat-mask selection").
+"""Global flat-mask selection (docs/algorithm.md, The flat rule).
 
 From per-coordinate curvature values ĥ over all tensors of the model::
 
@@ -6,8 +6,9 @@ From per-coordinate curvature values ĥ over all tensors of the model::
     flat_i = ĥ_i <= τ  (ties at τ are all flat),  k = 0 → nothing flat.
 
 Non-finite ĥ_i are never flat; if no value is finite the previous mask is
-kept. Everything is written with array operations only (no branching on array
-values), so it runs eagerly on NumPy/torch and traced under ``jax.jit``.
+kept. The rule is written with array operations only (no branching on array
+values), so it runs traced under ``jax.jit``; for a Python-number γ and
+arrays that can be read eagerly, the same rule is taken with host decisions.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from array_api_compat import device, is_numpy_namespace, is_torch_namespace
+from array_api_compat import device, is_lazy_array
 
-from ._window import torch_flat_mask, torch_mask_at_most
 from ._xp import count_dtype, count_true, is_scalar, namespace, ranking_dtype
 from .threshold import exact_threshold
 
@@ -136,16 +136,13 @@ def select_flat_mask(
     xp = namespace(*curvatures)
     total = sum(math.prod(h.shape) for h in curvatures)
     k = flat_count(flat_fraction, total)
-    count = None
-    if is_scalar(k) and (is_numpy_namespace(xp) or is_torch_namespace(xp)):
-        mask, tau, count = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
+    if is_scalar(k) and not is_lazy_array(curvatures[0]):
+        mask, tau = _select_eagerly(xp, curvatures, k, previous, threshold_fn)
     else:
         if previous is None:
             previous = [xp.zeros_like(h, dtype=xp.bool) for h in curvatures]
         mask, tau = _select_traceably(xp, curvatures, k, previous, threshold_fn)
-    if count is None:
-        return FlatMask(mask, tau, _total_count(xp, mask, total))
-    return FlatMask(mask, tau, xp.asarray(count, dtype=count_dtype(xp, total), device=device(tau)))
+    return FlatMask(mask, tau, _total_count(xp, mask, total))
 
 
 def _select_traceably(xp, curvatures, k, previous, threshold_fn):
@@ -209,40 +206,21 @@ def _flat_where(xp, value, found: FlatThreshold, k, previous):
 
 
 def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
-    """The same rule with host decisions (NumPy, torch), in fewer passes:
-    values that are already magnitudes are ranked as they are, one
-    reduction per tensor tells both that and whether any value is finite,
-    and on torch the exact threshold's search writes the mask itself, and
-    checks the values as it goes (:func:`~ire_core._window.torch_flat_mask`).
-    Returns the mask, τ and the flat count, or ``None`` for a count not yet
-    made."""
-    exact_on_torch = threshold_fn is exact_threshold and is_torch_namespace(xp)
-    if exact_on_torch and k > 0:
-        # Searched values are checked by the search itself, without a pass of their own.
-        dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
-        found = torch_flat_mask([xp.astype(h, dtype, copy=False) for h in curvatures], k,
-                                check=True)
-        if found is not None and bool(found[1] < math.inf):
-            return found
+    """The same rule with host decisions, in fewer passes: values that are
+    already magnitudes are ranked as they are, and one reduction per tensor
+    tells both that and whether any value is finite. Returns the mask and τ."""
     values, smallest = _magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     if smallest is None or not bool(smallest < infinity):
         if previous is None:
-            return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity, None
-        return list(previous), infinity, None
+            return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
+        return list(previous), infinity
     if k <= 0:
-        return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity, None
-    if exact_on_torch:
-        mask, tau, count = torch_flat_mask(values, k)
-    elif is_torch_namespace(xp):
-        tau = threshold_fn(values, k)
-        mask, count = torch_mask_at_most(values, tau)
-    else:
-        tau = threshold_fn(values, k)
-        mask, count = [v <= tau for v in values], None
+        return [xp.zeros_like(v, dtype=xp.bool) for v in values], infinity
+    tau = threshold_fn(values, k)
     if bool(tau < infinity):
-        return mask, tau, count
-    return [v < infinity for v in values], tau, None
+        return [v <= tau for v in values], tau
+    return [v < infinity for v in values], tau
 
 
 def _magnitudes(xp, curvatures):
@@ -269,10 +247,8 @@ def _magnitudes(xp, curvatures):
 
 
 def _fresh_magnitude(xp, h):
-    magnitude = xp.abs(h)
-    if is_torch_namespace(xp):
-        return magnitude.nan_to_num_(nan=math.inf, posinf=math.inf)
-    magnitude[xp.isnan(magnitude)] = xp.inf  # NumPy: abs returned a new array
+    magnitude = xp.abs(h)  # a new array, written in place
+    magnitude[xp.isnan(magnitude)] = xp.inf
     return magnitude
 
 

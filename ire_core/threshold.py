@@ -3,27 +3,21 @@
 A threshold function has the signature ``(values, k) -> τ``: ``values`` is a
 list of per-tensor arrays of non-negative numbers (+inf for non-finite
 estimates), ``k`` the 1-indexed rank (a Python int, or a 0-d integer array
-under ``jax.jit``). :func:`select_flat_mask` takes any of them.
+under ``jax.jit``). :func:`select_flat_mask` takes any of them
+(docs/algorithm.md, Thresholds).
 
-* :func:`exact_threshold` (default): the exact k-th smallest. On NumPy it uses
-  ``partition``; on torch a window bracketed by a sample, searched the same
-  way down to a small ``kthvalue`` (exact, with a full ``kthvalue`` as
-  fallback), and no concatenation of large tensors (see
-  :mod:`ire_core._window`); on the CPU, float32 values under 2^21 are read
-  from two histograms of their bit patterns (:mod:`ire_core._radix`), and
-  off the CPU up to 2^26 values are sorted; elsewhere, and for a traced k,
-  a sort.
-  (``ire_jax`` and ``ire_keras`` bring their own exact thresholds, a
-  jit-friendly search over the values' bit patterns, and use them by
-  default.)
+* :func:`exact_threshold` (default): the exact k-th smallest, the reference:
+  a ``partition`` where the namespace has one and the values can be read
+  eagerly, a sort otherwise. Backends pass their own fast exact
+  ``threshold_fn``, with the same answer.
 * :class:`SampledThreshold`: the k-th smallest of a fixed-size, evenly
   spread sample (the sampled quantile). It reads only the sample, so its cost
   does not grow with the model; the flat count deviates from k by about
-  ``sqrt(γ·(1−γ)/sample)·N`` (0.2 % of N with the default sample).
+  ``sqrt(γ·(1−γ)/sample)·N`` coordinates (one standard deviation).
 * :class:`HistogramThreshold`: a few passes of log-scale histograms whose
   counts can be summed across processes, for sharded or very large models. It
-  needs no gather of the values, and its τ is within one final bin (relative
-  width ~1e-9 with the defaults) of the exact one.
+  needs no gather of the values, and its τ is within one final bin of the
+  exact one.
 """
 
 from __future__ import annotations
@@ -32,9 +26,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from array_api_compat import device, is_jax_namespace, is_numpy_namespace, is_torch_namespace
+from array_api_compat import device, is_lazy_array
 
-from ._window import torch_kth_smallest
 from ._xp import coprime_step, count_dtype, infinity_like, is_scalar, namespace
 
 
@@ -51,8 +44,6 @@ def exact_threshold(values: Sequence, k):
       3.0
     """
     xp = namespace(*values)
-    if is_torch_namespace(xp) and is_scalar(k):
-        return torch_kth_smallest(xp, [xp.reshape(v, (-1,)) for v in values], k)
     flat = _flatten(xp, values)
     n = flat.shape[0]
     if not is_scalar(k):
@@ -62,19 +53,23 @@ def exact_threshold(values: Sequence, k):
     if k <= 0 or n == 0:
         return infinity_like(xp, flat)
     k = min(k, n)
-    if is_numpy_namespace(xp):
+    if hasattr(xp, "partition") and not is_lazy_array(flat):
         return xp.partition(flat, k - 1)[k - 1]
     return xp.sort(flat)[k - 1]
 
 
 def _bincount(xp, index, length: int):
-    """Counts of each value in ``range(length)`` (``index`` is 1-d)."""
-    if is_jax_namespace(xp):
-        return xp.bincount(index, length=length)
-    if is_numpy_namespace(xp) or is_torch_namespace(xp):
-        return xp.bincount(index, minlength=length)
-    hits = index[:, None] == xp.arange(length, dtype=index.dtype)[None, :]
-    return xp.sum(xp.astype(hits, index.dtype), axis=0)
+    """Counts of each value in ``range(length)`` (``index`` is 1-d): the
+    namespace's ``bincount`` where it has one, given the length statically
+    where it takes one (as ``jax.jit`` needs), else one comparison per value."""
+    bincount = getattr(xp, "bincount", None)
+    if bincount is None:
+        hits = index[:, None] == xp.arange(length, dtype=index.dtype)[None, :]
+        return xp.sum(xp.astype(hits, index.dtype), axis=0)
+    try:
+        return bincount(index, minlength=length, length=length)
+    except TypeError:  # a bincount without a static length (NumPy's, torch's)
+        return bincount(index, minlength=length)
 
 
 def _identity_reduce(value, op: str):
@@ -172,10 +167,8 @@ class SampledThreshold:
       sample: the number of values read (m).
       rank_fn: ``(values, k) -> τ``, the exact threshold that ranks the
         sample (and a model of at most ``sample`` values); ``None`` is
-        :func:`exact_threshold`. On JAX that one sorts, which XLA's CPU
-        backend does slowly (about 13 ms for 2¹⁶ values on 2 cores), so
-        ``ire_jax`` hands a ``SampledThreshold`` without one its own search
-        (0.3–0.4 ms).
+        :func:`exact_threshold`. A backend passes its own fast exact
+        threshold here.
 
     Example:
       >>> import numpy as np

@@ -83,7 +83,7 @@ def _squares(grads: list) -> list:
 
     The values are the same; the threshold then ranks the buffer as one
     tensor instead of one tensor per parameter, without copying it
-    (:func:`ire_core.exact_threshold`).
+    (:func:`ire_torch.selection.exact_threshold`).
     """
     grads = [_wide(g) for g in grads]
     if len({(g.device, g.dtype) for g in grads}) != 1:

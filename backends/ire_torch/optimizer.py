@@ -23,6 +23,7 @@ from .draws import Draws
 from .estimators import CurvatureInputs, check_sources, estimate_curvature
 from .fused import fused_step
 from .monitoring import MaskReport
+from .selection import exact_threshold, select_flat_mask
 
 __all__ = ["IRE", "IRE_KEYWORDS"]
 
@@ -120,7 +121,8 @@ class IRE(torch.optim.Optimizer):
         base optimizer takes.
       threshold_fn: how τ is found at a refresh, ``(values, k) -> τ``
         (see :mod:`ire_core.threshold`): ``None`` for the exact k-th
-        smallest, ``ire_core.threshold.SampledThreshold()`` for a sampled
+        smallest (:func:`ire_torch.selection.exact_threshold`),
+        ``ire_core.threshold.SampledThreshold()`` for a sampled
         quantile whose cost does not grow with the model,
         ``ire_core.HistogramThreshold(reduce=...)`` for sharded models.
 
@@ -191,7 +193,7 @@ class IRE(torch.optim.Optimizer):
         self.base_optimizer = base_optimizer
         self._peak_lr = peak_lr
         self.fused_update = fused_update
-        self._threshold_fn = threshold_fn or ire_core.exact_threshold
+        self._threshold_fn = threshold_fn or exact_threshold
         self._draws = Draws(seed, probes_fn, label_uniforms_fn)
         self._sync = CurvatureSync(sync_curvature, process_group)
         self._sources: tuple = (None, None)
@@ -427,8 +429,8 @@ class IRE(torch.optim.Optimizer):
             for entry, p in zip(old, params)
         ]
         gamma = ire_core.flat_fraction_at(config, step)
-        selected = ire_core.select_flat_mask(selection, gamma, previous=previous_masks,
-                                             threshold_fn=self._threshold_fn)
+        selected = select_flat_mask(selection, gamma, previous=previous_masks,
+                                    threshold_fn=self._threshold_fn)
         state = {}
         for p, mask, curvature in zip(params, selected.mask, average):
             entry = {"mask": mask}

@@ -1,21 +1,17 @@
-"""ire_core on torch tensors: the same answers as on NumPy, dtype and device
-kept, and the exact threshold's two searches, the windowed one and the
-histograms of bit patterns: on large tensors, and with their sizes shrunk on
-tiny ones, against ``kthvalue`` over all values."""
+"""ire_core on torch tensors, by its own array-API rule and by ire_torch's
+selection: the same answers as on NumPy, dtype and device kept, and the
+curvature passed in never written to."""
 
-import array_api_compat.torch
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from ire_core import HistogramThreshold, exact_threshold, mask_statistics, select_flat_mask
-from ire_core import _radix as radix_module
-from ire_core import _window as window_module
-from ire_core._members import member_positions
-from ire_core._window import torch_flat_mask, torch_mask_at_most
-from ire_core.threshold import SampledThreshold
+import ire_core
+from ire_core import HistogramThreshold, mask_statistics
+from ire_torch import selection
+
+SELECTIONS = {"ire_core": ire_core.select_flat_mask, "ire_torch": selection.select_flat_mask}
+THRESHOLDS = {"ire_core": ire_core.exact_threshold, "ire_torch": selection.exact_threshold}
 
 
 def large_values(seed, n):
@@ -26,41 +22,11 @@ def large_values(seed, n):
     return [values[: n // 4], values[n // 4 :]]
 
 
-@pytest.mark.parametrize("fraction", [1e-5, 0.3, 0.6, 0.99999])
-def test_windowed_exact_threshold_matches_a_full_sort(fraction):
-    values = large_values(0, 3 << 18)
-    everything = torch.cat(values)
-    k = int(fraction * everything.numel())
-    assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
-
-
-@pytest.mark.parametrize("fraction", [1e-5, 0.6, 0.999])
-def test_the_mask_written_by_the_search_marks_every_value_up_to_the_kth(fraction):
-    values = large_values(4, 3 << 18)
-    values[1] = values[1].reshape(-1, 8)
-    result = select_flat_mask(values, fraction)
-    k = int(fraction * (3 << 18))
-    tau = torch.cat([v.reshape(-1) for v in values]).sort().values[k - 1]
-    assert result.threshold.item() == tau.item()
-    for m, v in zip(result.mask, values):
-        assert m.shape == v.shape and torch.equal(m, v <= tau)
-    assert int(result.flat_count) == sum(int((v <= tau).sum()) for v in values)
-
-
-def test_a_window_that_misses_the_kth_value_falls_back_to_the_exact_answer(monkeypatch):
-    values = large_values(3, 1 << 18)
-    everything = torch.cat(values)
-    k = int(0.4 * everything.numel())
-    # A sample of the largest values only: its bracket lies far above the k-th value.
-    monkeypatch.setattr(window_module, "_spread_sample",
-                        lambda xp, v, size: v.sort().values[-max(1, v.numel() // 8):])
-    assert exact_threshold(values, k).item() == everything.sort().values[k - 1].item()
-
-
-def test_mask_on_torch_matches_mask_on_numpy():
+@pytest.mark.parametrize("select", SELECTIONS.values(), ids=SELECTIONS.keys())
+def test_mask_on_torch_matches_mask_on_numpy(select):
     values = large_values(1, 1 << 12)
-    on_torch = select_flat_mask(values, 0.45)
-    on_numpy = select_flat_mask([v.numpy() for v in values], 0.45)
+    on_torch = select(values, 0.45)
+    on_numpy = ire_core.select_flat_mask([v.numpy() for v in values], 0.45)
     for a, b in zip(on_torch.mask, on_numpy.mask):
         assert a.dtype == torch.bool
         np.testing.assert_array_equal(a.numpy(), b)
@@ -68,381 +34,44 @@ def test_mask_on_torch_matches_mask_on_numpy():
     assert int(on_torch.flat_count) == int(on_numpy.flat_count)
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.999, 1.0])
+def test_the_core_and_the_torch_selection_agree(fraction):
+    values = large_values(3, 1 << 17)
+    values[0][7] = float("nan")
+    values[1][5] = -0.5
+    previous = [torch.zeros(v.shape, dtype=torch.bool) for v in values]
+    core = ire_core.select_flat_mask(values, fraction, previous=previous)
+    fast = selection.select_flat_mask(values, fraction, previous=previous)
+    assert all(torch.equal(a, b) for a, b in zip(core.mask, fast.mask))
+    assert core.threshold.item() == fast.threshold.item()
+    assert int(core.flat_count) == int(fast.flat_count)
+
+
 def test_histogram_threshold_on_torch_selects_the_exact_count():
     values = large_values(2, 1 << 16)
     k = int(0.6 * (1 << 16))
     tau = HistogramThreshold()(values, k)
-    assert tau.item() == exact_threshold(values, k).item()
+    for exact_threshold in THRESHOLDS.values():
+        assert tau.item() == exact_threshold(values, k).item()
 
 
+@pytest.mark.parametrize("select", SELECTIONS.values(), ids=SELECTIONS.keys())
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_low_precision_curvature_is_ranked_in_float32_and_masks_are_bool(dtype):
+def test_low_precision_curvature_is_ranked_in_float32_and_masks_are_bool(dtype, select):
     values = [torch.tensor([3.0, 1.0, float("nan")], dtype=dtype), torch.tensor([2.0], dtype=dtype)]
-    result = select_flat_mask(values, 0.5)
+    result = select(values, 0.5)
     assert [m.tolist() for m in result.mask] == [[False, True, False], [True]]
     assert result.threshold.dtype == torch.float32
     assert float(mask_statistics(result.mask).flat_fraction) == 0.5
 
 
-def test_masks_written_through_float_slices_match_a_plain_comparison(monkeypatch):
-    monkeypatch.setattr(window_module, "_PASS_SIZE", 16)
-    generator = torch.Generator().manual_seed(13)
-    values = [torch.rand(10, 10, generator=generator).T, torch.rand(7, generator=generator),
-              torch.zeros(0), torch.rand(33, generator=generator, dtype=torch.float64)]
-    for tau in (torch.tensor(0.3), 0.55, torch.tensor(0.0), torch.tensor(float("inf"))):
-        mask, count = torch_mask_at_most(values, tau)
-        for m, v in zip(mask, values):
-            assert m.dtype == torch.bool and torch.equal(m, v <= tau)
-        assert count == sum(int((v <= tau).sum()) for v in values)
-    result = select_flat_mask(values, 0.4, threshold_fn=SampledThreshold(sample=64))
-    assert all(torch.equal(m, v <= result.threshold) for m, v in zip(result.mask, values))
-    assert int(result.flat_count) == sum(int(m.sum()) for m in result.mask)
-
-
-def test_selection_never_writes_to_the_curvature_passed_in():
+@pytest.mark.parametrize("select", SELECTIONS.values(), ids=SELECTIONS.keys())
+def test_selection_never_writes_to_the_curvature_passed_in(select):
     clean = torch.tensor([0.3, 0.0, 2.0, float("inf")])
     signed = torch.tensor([[float("nan"), -1.0], [0.5, -float("inf")]])
     originals = [clean.clone(), signed.clone()]
-    mask = select_flat_mask([clean, signed], 0.5).mask
+    mask = select([clean, signed], 0.5).mask
     assert [m.tolist() for m in mask] == [[True, True, False, False], [[False, True], [True, False]]]
     for passed, original in zip([clean, signed], originals):
         assert torch.equal(passed.nan_to_num(), original.nan_to_num())
         assert torch.equal(passed.isnan(), original.isnan())
-
-
-# -- the windowed exact threshold on tiny inputs --------------------------------------
-
-
-@pytest.fixture
-def tiny_windows(monkeypatch):
-    """The windowed search from 32 values on, with samples of a few values and
-    passes over slices of 40 values, so that brackets, slices, words, tails
-    and fallbacks all occur on small tensors (no histograms)."""
-    monkeypatch.setattr(window_module, "_WINDOW_MIN_SIZE", 32)
-    monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 0)
-    monkeypatch.setattr(window_module, "_PASS_SIZE", 40)
-    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE", 64)
-    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 4)
-    monkeypatch.setattr(window_module, "_PIECE_MIN_SIZE", 16)
-
-
-@pytest.fixture(params=["window", "histograms"])
-def tiny_searches(request, monkeypatch):
-    """Either search from 32 values on: the windowed one as in
-    :func:`tiny_windows`, or the histograms (float32 values), with the mask
-    written over slices of 40 values."""
-    request.getfixturevalue("tiny_windows")
-    if request.param == "histograms":
-        monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 1 << 21)
-        monkeypatch.setattr(window_module, "_HISTOGRAM_PASS_SIZE", 40)
-    return request.param
-
-
-def kth_of_everything(values, k):
-    everything = torch.cat([v.reshape(-1) for v in values])
-    if k <= 0:
-        return float("inf")
-    return everything.kthvalue(min(k, everything.numel())).values.item()
-
-
-def assert_exact(values, ranks):
-    """``exact_threshold`` and ``torch_flat_mask`` against ``kthvalue`` over
-    everything, for each rank."""
-    originals = [v.clone() for v in values]
-    for k in ranks:
-        expected = kth_of_everything(values, k)
-        tau = exact_threshold(values, k)
-        assert tau.dtype == values[0].dtype
-        assert tau.untyped_storage().nbytes() == tau.element_size()  # kept: must hold no more
-        assert tau.item() == expected, k
-        if k >= 1:
-            mask, tau, count = torch_flat_mask(values, k)
-            assert tau.item() == expected, k
-            for m, v in zip(mask, values):
-                assert m.dtype == torch.bool and m.shape == v.shape
-                assert torch.equal(m, v <= tau), k
-            assert count is None or count == sum(int(m.sum()) for m in mask), k
-    assert all(torch.equal(v, o) for v, o in zip(values, originals))  # read, never written
-
-
-def ranks_of(n):
-    return sorted({-1, 0, 1, 2, n // 7, n // 3, n // 2, (3 * n) // 5, n - 2, n - 1, n, n + 5})
-
-
-def curvature_like(generator, n, dtype=torch.float32):
-    return (torch.rand(n, generator=generator, dtype=torch.float64) ** 2).to(dtype)
-
-
-@pytest.mark.parametrize("sizes", [(1000,), (1003, 5, 0, 417), (9,) * 7 + (600,), (7,) * 40])
-def test_searched_threshold_is_exact_for_any_sizes_and_ranks(tiny_searches, sizes):
-    generator = torch.Generator().manual_seed(sum(sizes))
-    values = [curvature_like(generator, n) for n in sizes]
-    assert_exact(values, ranks_of(sum(sizes)))
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
-def test_searched_threshold_is_exact_in_every_float_dtype(tiny_searches, dtype):
-    generator = torch.Generator().manual_seed(5)
-    values = [curvature_like(generator, n, dtype) for n in (611, 250, 3)]
-    assert_exact(values, ranks_of(864))
-
-
-def test_searched_threshold_of_strided_and_multi_dimensional_tensors(tiny_searches):
-    generator = torch.Generator().manual_seed(6)
-    base = curvature_like(generator, 2 * 501)
-    matrix = curvature_like(generator, 40 * 31).reshape(40, 31).T  # not contiguous
-    values = [base[::2], matrix]
-    assert not values[0].is_contiguous() and not values[1].is_contiguous()
-    assert_exact(values, ranks_of(501 + 1240))
-
-
-@pytest.mark.parametrize("block", [0.0, 0.5, float("inf")])
-def test_searched_threshold_is_exact_on_large_blocks_of_ties(tiny_searches, block):
-    generator = torch.Generator().manual_seed(7)
-    values = [curvature_like(generator, 700), curvature_like(generator, 301)]
-    values[0][:350] = block  # k = n/2 and nearby ranks fall inside the block for 0 and 0.5
-    values[1][-100:] = block
-    assert_exact(values, ranks_of(1001) + [200, 300, 400, 449, 450, 451])
-
-
-def test_a_bracket_of_equal_ends_is_counted_not_searched(tiny_windows, monkeypatch):
-    # A sample of 500 values, itself ranked by one kthvalue.
-    monkeypatch.setattr(window_module, "_WINDOW_MIN_SIZE", 600)
-    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE", 1024)
-    monkeypatch.setattr(window_module, "_WINDOW_SAMPLE_RATIO", 2)
-    values = [torch.zeros(500), torch.ones(501)]
-    searched = []
-    monkeypatch.setattr(window_module, "member_positions",
-                        lambda *args: searched.append(args) or torch.zeros(0, dtype=torch.int64))
-    assert exact_threshold(values, 300).item() == 0.0
-    assert exact_threshold(values, 800).item() == 1.0
-    mask, tau, count = torch_flat_mask(values, 300)
-    assert tau.item() == 0.0 and count == 500 and torch.equal(mask[0], torch.ones(500, dtype=torch.bool))
-    assert not mask[1].any()
-    assert searched == []
-
-
-def numpy_selection(values, fraction):
-    result = select_flat_mask([v.numpy() for v in values], fraction)
-    return [torch.from_numpy(np.asarray(m)) for m in result.mask], float(result.threshold)
-
-
-@pytest.mark.parametrize("position", [0, 5, 77, 130, 299, 511, 600])
-@pytest.mark.parametrize("bad", [float("nan"), -0.5, -float("inf")])
-def test_a_value_that_is_not_a_magnitude_anywhere_is_ranked_by_its_magnitude(
-        tiny_searches, position, bad):
-    generator = torch.Generator().manual_seed(position)
-    values = [curvature_like(generator, 300), curvature_like(generator, 301).reshape(7, 43)]
-    target, at = (values[0], position) if position < 300 else (values[1], position - 300)
-    target.view(-1)[at] = bad
-    for fraction in (0.1, 0.5, 0.9):
-        expected, tau = numpy_selection(values, fraction)
-        result = select_flat_mask(values, fraction)
-        assert result.threshold.item() == tau
-        for m, e in zip(result.mask, expected):
-            assert torch.equal(m, e)
-        assert int(result.flat_count) == sum(int(e.sum()) for e in expected)
-
-
-def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_searches, monkeypatch):
-    from ire_core import mask as mask_module
-
-    passes = []
-    magnitudes = mask_module._magnitudes
-    monkeypatch.setattr(mask_module, "_magnitudes",
-                        lambda xp, curvatures: passes.append(1) or magnitudes(xp, curvatures))
-    generator = torch.Generator().manual_seed(14)
-    clean = [curvature_like(generator, 500), curvature_like(generator, 90)]
-    select_flat_mask(clean, 0.4)
-    assert passes == []
-    signed = [v - 0.5 for v in clean]  # negative values in any sample
-    result = select_flat_mask(signed, 0.4)
-    assert passes == [1]
-    expected, _ = numpy_selection(signed, 0.4)
-    assert all(torch.equal(m, e) for m, e in zip(result.mask, expected))
-
-
-def test_values_none_of_them_finite_keep_the_previous_mask(tiny_searches):
-    values = [torch.full((200,), float("inf")), torch.full((50,), float("nan"))]
-    previous = [torch.rand(200) < 0.5, torch.rand(50) < 0.5]
-    result = select_flat_mask(values, 0.5, previous=previous)
-    assert all(m is p for m, p in zip(result.mask, previous))
-    assert result.threshold.item() == float("inf")
-
-
-def test_all_equal_values(tiny_searches):
-    values = [torch.full((300,), 2.5), torch.full((5,), 2.5)]
-    assert_exact(values, ranks_of(305))
-
-
-@pytest.mark.parametrize("side", ["largest", "smallest"])
-def test_a_bracket_that_misses_on_either_side_falls_back_to_the_exact_answer(
-        tiny_windows, monkeypatch, side):
-    generator = torch.Generator().manual_seed(8)
-    values = [curvature_like(generator, 803), curvature_like(generator, 200)]
-
-    def biased_sample(xp, v, size):
-        ordered = v.sort().values
-        picked = max(1, v.numel() // 8)
-        return ordered[-picked:] if side == "largest" else ordered[:picked]
-
-    monkeypatch.setattr(window_module, "_spread_sample", biased_sample)
-    assert_exact(values, [100, 501, 900])
-
-
-def test_a_bracket_that_misses_once_is_drawn_again_twice_as_wide(tiny_windows, monkeypatch):
-    generator = torch.Generator().manual_seed(15)
-    values = [curvature_like(generator, 700), curvature_like(generator, 301)]
-    bracket, sigmas = window_module._bracket, []
-
-    def missing_first(xp, sample, total, k, wide):
-        sigmas.append(wide)
-        if len(sigmas) == 1:  # the largest sampled value twice: far above rank k
-            return sample.max(), sample.max()
-        return bracket(xp, sample, total, k, wide)
-
-    monkeypatch.setattr(window_module, "_bracket", missing_first)
-    monkeypatch.setattr(window_module, "_by_kthvalue", None)  # must not be reached
-    mask, tau, count = torch_flat_mask(values, 400)
-    assert tau.item() == kth_of_everything(values, 400)
-    assert all(torch.equal(m, v <= tau) for m, v in zip(mask, values))
-    assert count == 400
-    assert sigmas[:2] == [window_module._WINDOW_SIGMAS, 2 * window_module._WINDOW_SIGMAS]
-
-
-def test_a_wide_bracket_still_selects_exactly(tiny_windows, monkeypatch):
-    monkeypatch.setattr(window_module, "_WINDOW_SIGMAS", 50.0)
-    generator = torch.Generator().manual_seed(9)
-    values = [curvature_like(generator, 1001), curvature_like(generator, 96)]
-    assert_exact(values, ranks_of(1097))
-
-
-@pytest.fixture
-def pieces_seen(monkeypatch):
-    """The number of pieces each sample of the windowed search was drawn from."""
-    seen = []
-    sample = window_module._sample
-
-    def spied_sample(xp, pieces, total):
-        seen.append(len(pieces))
-        return sample(xp, pieces, total)
-
-    monkeypatch.setattr(window_module, "_sample", spied_sample)
-    return seen
-
-
-def test_many_tiny_tensors_beside_a_large_one_are_ranked_as_one_piece(tiny_windows, pieces_seen):
-    generator = torch.Generator().manual_seed(10)
-    values = [curvature_like(generator, n) for n in [3, 1, 0, 2, 5, 4] * 30]
-    values.append(curvature_like(generator, 900))
-    assert_exact(values, ranks_of(900 + 30 * 15))
-    assert pieces_seen and pieces_seen[0] == 2
-
-
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 64, 70])
-@pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 0.9, 1.0])
-def test_window_members_are_found_word_by_word_with_a_tail(n, density):
-    generator = torch.Generator().manual_seed(n)
-    window = torch.rand(n, generator=generator) < density
-    window[::7] = density > 0.5  # runs of equal words among the random ones
-    positions = member_positions(array_api_compat.torch, window)
-    assert positions.dtype == torch.int64
-    assert positions.tolist() == torch.nonzero(window)[:, 0].tolist()  # in increasing order
-
-
-@pytest.mark.parametrize("layout", ["end to end", "with a gap", "out of order", "other storage"])
-def test_views_lying_end_to_end_in_one_buffer_are_ranked_as_one_tensor(tiny_windows, layout,
-                                                                       pieces_seen):
-    generator = torch.Generator().manual_seed(12)
-    sizes = [300, 0, 41, 500, 7]
-    buffer = curvature_like(generator, sum(sizes) + 9)
-    values, offset = [], 0
-    for n in sizes:
-        values.append(buffer[offset : offset + n])
-        offset += n + (3 if layout == "with a gap" and n else 0)
-    if layout == "out of order":
-        values = values[::-1]
-    if layout == "other storage":
-        values[-1] = values[-1].clone()
-    assert_exact([v.reshape(-1) for v in values], ranks_of(sum(sizes)))
-    assert (pieces_seen[0] == 1) == (layout == "end to end")
-
-
-# -- the k-th smallest from histograms of the bit patterns ---------------------------
-
-
-def float32_patterns(generator, n):
-    """Non-negative float32 values drawn uniformly over their bit patterns
-    (subnormals, every binade, +inf), with -0.0, +0.0 and ties mixed in."""
-    patterns = torch.randint(0, 0x7F800001, (n,), generator=generator, dtype=torch.int32)
-    values = patterns.view(torch.float32).clone()
-    values[::11] = -0.0
-    values[::13] = 0.0
-    values[::17] = values[n // 2]
-    return values
-
-
-@pytest.fixture(params=["kthvalue", "histogram"])
-def bucket_ranking(request, monkeypatch):
-    """How the histograms rank the k-th value's bucket: by ``kthvalue`` (a
-    bucket of a few values), or by a second histogram (every bucket)."""
-    if request.param == "histogram":
-        monkeypatch.setattr(radix_module, "_RANKED_MEMBERS", 0)
-
-
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # the same for every example
-@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=4),
-       fraction=st.floats(0, 1))
-def test_histograms_give_the_kth_smallest_of_any_float32_patterns(bucket_ranking, seed, sizes,
-                                                                 fraction):
-    generator = torch.Generator().manual_seed(seed)
-    pieces = [float32_patterns(generator, n) for n in sizes]
-    everything = torch.cat(pieces)
-    k = max(1, round(fraction * everything.numel()))
-    tau = radix_module.kth_smallest(array_api_compat.torch, pieces, k)
-    assert tau.dtype == torch.float32 and tau.shape == ()
-    assert tau.item() == everything.kthvalue(k).values.item()
-
-
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
-def test_histograms_split_ties_and_neighbours_across_both_digits(bucket_ranking, k):
-    one = torch.tensor(1.0).view(torch.int32).item()
-    patterns = [one, one, one + 1, one + (1 << 16), 0, 0x7F800000]  # a tie, a low and an upper step
-    values = torch.tensor(patterns, dtype=torch.int32).view(torch.float32)
-    strided = torch.stack([values, torch.full_like(values, 9.0)], 1)[:, 0]  # not contiguous
-    expected = values.sort().values[k - 1].item()
-    assert radix_module.kth_smallest(array_api_compat.torch, [strided], k).item() == expected
-
-
-def test_float32_values_on_the_cpu_are_ranked_by_histograms_up_to_their_limit(monkeypatch):
-    ranked, windows = [], []
-    kth_smallest, window_search = radix_module.kth_smallest, window_module._window_search
-    monkeypatch.setattr(radix_module, "kth_smallest",
-                        lambda xp, pieces, k: ranked.append(k) or kth_smallest(xp, pieces, k))
-    monkeypatch.setattr(window_module, "_window_search",
-                        lambda xp, pieces, n, *args, **kwargs: windows.append(n)
-                        or window_search(xp, pieces, n, *args, **kwargs))
-    generator = torch.Generator().manual_seed(16)
-    values = [curvature_like(generator, 1 << 16), curvature_like(generator, 300)]
-    n = (1 << 16) + 300
-    assert_exact(values, [1, 40000, n])
-    assert ranked == [1, 1, 40000, 40000, n, n] and windows == []  # threshold, then mask
-    ranked.clear()
-    assert_exact([v.double() for v in values], [40000])
-    assert ranked == [] and windows == [n, n]
-    monkeypatch.setattr(window_module, "_HISTOGRAM_MAX_SIZE", 1 << 16)
-    windows.clear()
-    assert_exact(values, [40000])
-    assert windows == [n, n]
-
-
-@pytest.mark.parametrize("bad", [-0.5, float("nan")])
-def test_values_that_are_not_magnitudes_are_ranked_by_comparisons(bad, monkeypatch):
-    monkeypatch.setattr(radix_module, "kth_smallest", None)  # must not be reached
-    generator = torch.Generator().manual_seed(17)
-    values = [curvature_like(generator, 1 << 16)]
-    values[0][123] = bad
-    finite = values[0][~values[0].isnan()]
-    for k in (1, 2, 40000):
-        assert exact_threshold(values, k).item() == finite.kthvalue(k).values.item()

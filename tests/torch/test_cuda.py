@@ -16,8 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ire_core
-from ire_torch import IRE
+from ire_torch import IRE, selection
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -188,7 +187,7 @@ def test_exact_threshold_on_the_device_is_the_kth_smallest(sizes, ties):
     ordered = np.sort(np.concatenate([v.numpy() for v in values]))
     on_device = [v.to(CUDA) for v in values]
     for k in sorted({1, 2, len(ordered) // 3, len(ordered) - 1, len(ordered)}):
-        tau = ire_core.exact_threshold(on_device, k)
+        tau = selection.exact_threshold(on_device, k)
         assert tau.device.type == "cuda"
         assert tau.untyped_storage().nbytes() == tau.element_size()  # not a view of the sort
         assert float(tau) == ordered[k - 1], k
