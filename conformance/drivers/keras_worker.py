@@ -13,10 +13,10 @@ The problem's loss, logits and exact Hessian diagonal are the array-API
 functions of :mod:`conformance.problems` evaluated on the backend's native
 tensors (gradients and Hessian-vector products by
 :mod:`ire_keras.autodiff`); on TensorFlow they compute with
-``tf.experimental.numpy``. The scenario's base is
-a small Keras optimizer with torch.optim's definition (Keras's own SGD and
-AdamW differ: momentum sign convention, ε placement, hyperparameters cast
-through float32), wrapped in :class:`ire_keras.IRE`. The scenario's draws
+``tf.experimental.numpy``. The scenario's base is a small Keras optimizer
+with torch.optim's definition (Keras's own SGD and AdamW differ: momentum
+sign convention, ε placement, hyperparameters cast through float32), wrapped
+in :class:`ire_keras.IRE`. The scenario's draws
 are fed explicitly: probes to :func:`ire_keras.estimators.hutchinson_estimate`,
 uniforms to :func:`ire_keras.estimators.fisher_estimate`, and the result to
 ``IRE.apply(..., curvature=...)``. Steps run compiled: ``tf.function`` on
@@ -44,8 +44,14 @@ def _keras():
 
 
 class _TensorFlowNumpy:
-    """``tf.experimental.numpy`` with the two array-API names the problems
-    use that it lacks (TensorFlow tensors have no array-API namespace)."""
+    """``tf.experimental.numpy`` plus ``matrix_transpose``, the one
+    array-API function the problems use that it lacks.
+
+    TensorFlow tensors have no array-API namespace, and ``ire_keras``'s
+    ``KerasNamespace`` covers only what ``ire_core`` needs (no ``matmul``,
+    ``tanh`` or ``log``), so the problems compute with TensorFlow's own
+    NumPy API on the native tensors, which its autodiff differentiates.
+    """
 
     def __getattr__(self, name):
         import tensorflow.experimental.numpy as tnp
