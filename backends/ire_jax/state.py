@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -10,7 +11,7 @@ import optax
 
 import ire_core
 
-__all__ = ["IREState", "mask_stats", "needs_refresh"]
+__all__ = ["IREState", "mask_stats", "refresh_due"]
 
 
 class IREState(NamedTuple):
@@ -47,25 +48,39 @@ class IREState(NamedTuple):
     start_step: jax.Array
 
 
-def needs_refresh(state: IREState) -> jax.Array:
+def refresh_due(state: IREState) -> jax.Array:
     """True (a bool array) when the next ``update`` refreshes the mask.
 
     Use it to compute an expensive curvature estimate only when it is used,
-    e.g. ``jax.lax.cond(ire_jax.needs_refresh(state), estimate, zeros, params)``.
+    e.g. ``jax.lax.cond(ire_jax.refresh_due(state), estimate, zeros, params)``.
 
     Example:
       >>> import jax.numpy as jnp, optax, ire_jax
       >>> tx = ire_jax.ire(optax.sgd(0.1), interval=3)
       >>> state = tx.init({"w": jnp.zeros(2)})
-      >>> bool(ire_jax.needs_refresh(state))
+      >>> bool(ire_jax.refresh_due(state))
       True
     """
     return ire_core.is_refresh_step(state.count, state.interval, state.start_step)
 
 
+def needs_refresh(state: IREState) -> jax.Array:
+    """Deprecated alias of :func:`refresh_due`."""
+    warnings.warn(
+        "ire_jax.needs_refresh is deprecated: use ire_jax.refresh_due(state)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return refresh_due(state)
+
+
 def mask_stats(state: IREState) -> ire_core.MaskStats:
-    """Flat count and flat fraction of the mask in force, overall and per
-    parameter tensor (in ``jax.tree_util.tree_leaves`` order).
+    """The :class:`ire_core.MaskStats` of the mask in force: flat count and
+    flat fraction overall and per parameter tensor (in
+    ``jax.tree_util.tree_leaves`` order), τ of the last refresh
+    (``state.threshold``) and the tensors' shapes. Values are arrays (no
+    host transfer); ``step`` is ``None``: the state does not record the
+    step of the refresh.
 
     Example:
       >>> import jax.numpy as jnp, optax, ire_jax
@@ -73,10 +88,13 @@ def mask_stats(state: IREState) -> ire_core.MaskStats:
       >>> params = {"w": jnp.array([1.0, 2.0, 3.0, 4.0])}
       >>> state = tx.init(params)
       >>> _, state = tx.update({"w": jnp.array([0.1, 5.0, 0.2, 7.0])}, state, params)
-      >>> float(ire_jax.mask_stats(state).flat_fraction)
-      0.5
+      >>> stats = ire_jax.mask_stats(state)
+      >>> float(stats.flat_fraction), round(float(stats.threshold), 6), stats.shapes
+      (0.5, 0.04, [(4,)])
     """
     leaves = jax.tree_util.tree_leaves(state.mask)
     if not leaves:
-        return ire_core.MaskStats(jnp.zeros((), jnp.int32), 0, jnp.zeros((), jnp.float32), [])
-    return ire_core.mask_statistics(leaves)
+        return ire_core.MaskStats(jnp.zeros((), jnp.int32), 0, jnp.zeros((), jnp.float32), [],
+                                  threshold=state.threshold, shapes=[])
+    stats = ire_core.mask_statistics(leaves)
+    return stats._replace(threshold=state.threshold, shapes=[tuple(m.shape) for m in leaves])

@@ -6,9 +6,11 @@ one of those operations is a separate pass over the model. Keras' built-in
 optimizers write a weight's step through ``optimizer.assign_add`` or
 ``assign_sub``, and decoupled weight decay through ``_apply_weight_decay``.
 For them, :func:`amplified_writes` scales each such write by 1 + κ on the flat
-coordinates instead: no copy of the weights, about half the extra passes, and
+coordinates instead: no copy of the weights, fewer extra passes, and
 coordinates outside the mask written exactly as the base writes them. A
 larger weight's writes are one XLA-compiled pass (:data:`COMPILED_MIN_SIZE`).
+Replacing those methods is the work of :mod:`ire_keras._inner_hooks`, which
+also decides whether the installed Keras allows it.
 
 On JAX the generic step costs nothing extra already: XLA fuses the rescaling
 into the update. On torch, Keras runs its own ``torch._foreach`` kernels,
@@ -18,7 +20,7 @@ Example:
   >>> import keras
   >>> from ire_keras import fused
   >>> on_tf = keras.backend.backend() == "tensorflow"
-  >>> fused.fused_supported(keras.optimizers.AdamW(), [keras.Variable([1.0])]) == on_tf
+  >>> fused.supports_fused_step(keras.optimizers.AdamW(), [keras.Variable([1.0])]) == on_tf
   True
 """
 
@@ -26,14 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 import weakref
 
 import keras
 from keras import ops
 
-from . import _xp
+from . import _inner_hooks, _xp
 
-__all__ = ["COMPILED_MIN_SIZE", "amplified_writes", "fused_supported"]
+__all__ = ["COMPILED_MIN_SIZE", "amplified_writes", "supports_fused_step"]
 
 # Built-in optimizers whose update_step writes a weight only through
 # self.assign_add / self.assign_sub, once per step.
@@ -49,15 +52,18 @@ _FUSED_OPTIMIZERS = (
 )
 
 
-def fused_supported(inner, variables) -> bool:
+def supports_fused_step(inner, variables) -> bool:
     """Whether :func:`amplified_writes` applies to ``inner`` stepping
     ``variables``: a built-in optimizer of exactly one of the supported
     classes, on TensorFlow outside a ``tf.distribute`` strategy, without weight
-    EMA, and no variable with a constraint or ``overwrite_with_gradient``
-    (those are written outside ``assign_add``/``assign_sub``)."""
+    EMA, no variable with a constraint or ``overwrite_with_gradient`` (those
+    are written outside ``assign_add``/``assign_sub``), and write methods
+    :func:`ire_keras._inner_hooks.hooks_supported` accepts."""
     if keras.backend.backend() != "tensorflow":
         return False
     if type(inner) not in _FUSED_OPTIMIZERS or inner.use_ema:
+        return False
+    if not _inner_hooks.hooks_supported(inner):
         return False
     if any(getattr(v, "constraint", None) is not None for v in variables):
         return False
@@ -66,6 +72,16 @@ def fused_supported(inner, variables) -> bool:
     import tensorflow as tf
 
     return not tf.distribute.has_strategy()
+
+
+def fused_supported(inner, variables) -> bool:
+    """Deprecated alias of :func:`supports_fused_step`."""
+    warnings.warn(
+        "ire_keras.fused.fused_supported is deprecated: use ire_keras.fused.supports_fused_step",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return supports_fused_step(inner, variables)
 
 
 # On TensorFlow without XLA, the amplified write of a weight of at least this
@@ -89,10 +105,9 @@ def amplified_writes(inner, weights, masks, kappa):
     written right before that step, with the same factor. TensorFlow's
     executor runs an operation as soon as its inputs are ready, and a factor
     needs only its mask: made at the decay, every factor of the model would
-    wait, alive, for its weight's step (a step of the benchmark's 5.8M MLP,
-    22 MiB of weights, then held 83–85 MiB; now 54–64 MiB, and Keras' AdamW
-    alone 48–70 MiB). The weight gets the same writes in the same order:
-    decay, then step.
+    be alive at once, each waiting for its weight's step, so the step's
+    peak memory would grow by a copy of the model. The weight gets the same
+    writes in the same order: decay, then step.
 
     On TensorFlow outside XLA, a weight of at least
     :data:`COMPILED_MIN_SIZE` coordinates is written by a small XLA-compiled
@@ -105,21 +120,21 @@ def amplified_writes(inner, weights, masks, kappa):
 
     Args:
       inner: the inner ``keras.optimizers.Optimizer`` (see
-        :func:`fused_supported`).
+        :func:`supports_fused_step`).
       weights: the model variables to amplify.
       masks: one boolean mask tensor per weight.
       kappa: κ as a 0-d tensor; 0 leaves every write as it is.
     """
     import tensorflow as tf
 
-    mask_of = {inner._var_key(w): m for w, m in zip(weights, masks)}
+    mask_of = {_inner_hooks.var_key(inner, w): m for w, m in zip(weights, masks)}
     # 1 and 1 + κ per dtype, made before any step: they wait for none.
     scales = {}
     for dtype in {keras.backend.standardize_dtype(w.dtype) for w in weights}:
         one = ops.cast(1.0, dtype)
         scales[dtype] = (one, one + ops.cast(kappa, dtype))
     decayed = {}
-    assign_add, assign_sub = inner.assign_add, inner.assign_sub
+    assign_add, assign_sub = inner.assign_add, inner.assign_sub  # the class's own
     compiled = not _xp.in_xla()
 
     def decay_value(variable):
@@ -133,10 +148,10 @@ def amplified_writes(inner, weights, masks, kappa):
     def factor(variable):
         """1 + κ on the weight's flat coordinates, 1 elsewhere."""
         one, scale = scales_of(variable)
-        return ops.where(mask_of[inner._var_key(variable)], scale, one)
+        return ops.where(mask_of[_inner_hooks.var_key(inner, variable)], scale, one)
 
     def write(assign, variable, value):
-        key = inner._var_key(variable)
+        key = _inner_hooks.var_key(inner, variable)
         if key not in mask_of:
             return assign(variable, value)
         value = ops.cast(_xp.dense(value, variable.shape), variable.dtype)
@@ -155,28 +170,23 @@ def amplified_writes(inner, weights, masks, kappa):
         if inner.weight_decay is None:
             return
         for variable in variables:
-            if not inner._use_weight_decay(variable):
+            if not _inner_hooks.uses_weight_decay(inner, variable):
                 continue
-            key = inner._var_key(variable)
+            key = _inner_hooks.var_key(inner, variable)
             if key in mask_of:
                 decayed[key] = variable  # written with the weight's step
             else:
                 assign_sub(variable, decay_value(variable))
 
-    patches = {
-        "assign_add": lambda variable, value: write(assign_add, variable, value),
-        "assign_sub": lambda variable, value: write(assign_sub, variable, value),
-        "_apply_weight_decay": decay,
-    }
-    for name, patch in patches.items():
-        object.__setattr__(inner, name, patch)
-    try:
+    with _inner_hooks.hooked(
+        inner,
+        assign_add=lambda variable, value: write(assign_add, variable, value),
+        assign_sub=lambda variable, value: write(assign_sub, variable, value),
+        apply_weight_decay=decay,
+    ):
         yield
         for variable in list(decayed.values()):  # a weight whose step wrote nothing
             assign_sub(variable, decay_value(variable) * factor(variable))
-    finally:
-        for name in patches:
-            object.__delattr__(inner, name)
 
 
 def _compiled_write(inner, key):

@@ -22,7 +22,7 @@ Example:
 from .autodiff import hessian_diagonal, hessian_trace, hessian_vector_products
 from .bases import SGDIRE, AdamIRE, AdamWIRE
 from .draws import Draws
-from .monitoring import MaskReport
+from .monitoring import MaskStats
 from .optimizer import IRE, IRE_KEYWORDS
 from .sam import SAMIRE
 
@@ -34,8 +34,19 @@ __all__ = [
     "AdamIRE",
     "AdamWIRE",
     "Draws",
-    "MaskReport",
+    "MaskStats",
     "hessian_diagonal",
     "hessian_trace",
     "hessian_vector_products",
 ]
+
+
+def __getattr__(name: str):
+    if name == "MaskReport":  # a deprecated alias of MaskStats
+        import warnings
+
+        from .monitoring import _MASK_REPORT_DEPRECATED
+
+        warnings.warn(_MASK_REPORT_DEPRECATED, DeprecationWarning, stacklevel=2)
+        return MaskStats
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,9 @@ Anything else — other optimizer classes (subclasses included), ``maximize``,
 ``capturable``, ``differentiable``, SGD with ``fused=True``, tensor
 hyperparameters, complex or tensor-subclass parameters, hooks registered on
 the base optimizer or a patched ``base.step`` — is left to the generic
-path: :func:`fused_step` then returns ``False`` and changes nothing.
+path: :func:`fused_step` then returns ``False`` and changes nothing. So is
+any optimizer whose torch internals (foreach ops, fused kernels, hook
+registries) :mod:`ire_torch._torch_internals` does not find.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from . import _torch_internals as internals
 from ._views import views_like
 
 __all__ = ["fused_step", "supports_fused_step"]
@@ -88,17 +91,27 @@ def _adam_group_ok(group: dict) -> bool:
         not group.get("maximize", False)
         and not group.get("differentiable", False)
         and not group.get("capturable", False)
-        and (not group.get("fused") or hasattr(torch, "_fused_adamw_"))
         and all(_is_number(group[k]) for k in ("lr", "eps", "weight_decay"))
         and all(_is_number(b) for b in betas)
     )
 
 
+# Exact classes, so a subclass (which may step differently) is never taken;
+# AdamW is listed on its own, whether or not this torch derives it from Adam.
 _GROUP_CHECKS = {
     torch.optim.SGD: _sgd_group_ok,
     torch.optim.Adam: _adam_group_ok,
     torch.optim.AdamW: _adam_group_ok,
 }
+_ADAM_CLASSES = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def _kernel_found(optimizer, group: dict) -> bool:
+    """For a group with ``fused=True``: whether torch's kernel is there."""
+    if not group.get("fused"):
+        return True
+    decoupled = internals.decoupled_weight_decay(optimizer, group)
+    return internals.fused_adam_kernel(decoupled) is not None
 
 
 def supports_fused_step(optimizer: torch.optim.Optimizer) -> bool:
@@ -115,15 +128,19 @@ def supports_fused_step(optimizer: torch.optim.Optimizer) -> bool:
       False
     """
     check = _GROUP_CHECKS.get(type(optimizer))
-    if check is None:
+    if check is None or not internals.FOREACH_OPS_AVAILABLE:
         return False
     if "step" in vars(optimizer):  # patched (profilers, schedulers on the base, …)
         return False
-    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+    if internals.has_step_hooks(optimizer):
         return False
     if any(getattr(optimizer, name, None) is not None for name in ("grad_scale", "found_inf")):
         return False  # a fused kernel asked to unscale: torch.optim's own step does that
-    return all(check(group) and _plain_params(group) for group in optimizer.param_groups)
+    adam = type(optimizer) in _ADAM_CLASSES
+    return all(
+        check(group) and _plain_params(group) and (not adam or _kernel_found(optimizer, group))
+        for group in optimizer.param_groups
+    )
 
 
 @torch.no_grad()
@@ -159,11 +176,12 @@ def fused_step(
     kappas = [_group_kappa(group, amplify) for group in optimizer.param_groups]
     if any(k is False for k in kappas):
         return False
-    if isinstance(optimizer, torch.optim.Adam):
+    if type(optimizer) in _ADAM_CLASSES:
         decays = [
             group["lr"] * group["weight_decay"]
             for group, k in zip(optimizer.param_groups, kappas)
-            if k and group["weight_decay"] != 0 and group["decoupled_weight_decay"]
+            if k and group["weight_decay"] != 0
+            and internals.decoupled_weight_decay(optimizer, group)
         ]
         if any(d == 1 for d in decays):
             return False
@@ -206,8 +224,8 @@ def _device_batches(params: Sequence[torch.Tensor]) -> list[list[int]]:
 
 
 def _as_bytes(mask: torch.Tensor) -> torch.Tensor:
-    """The boolean mask read as 0/1 bytes: ``addcmul`` takes a uint8 operand
-    several times faster than a bool one (no copy: a view)."""
+    """The boolean mask read as 0/1 bytes (no copy: a view): ``addcmul`` is
+    faster on a uint8 operand than on a bool one."""
     return mask.view(torch.uint8)
 
 
@@ -358,7 +376,7 @@ def _adam_state(optimizer, group: dict, p: torch.Tensor) -> dict:
     """The parameter's state, created as ``torch.optim.Adam`` creates it."""
     state = optimizer.state[p]
     if len(state) == 0:
-        if group["fused"]:  # the kernel reads a float32 step on the parameter's device
+        if group.get("fused"):  # the kernel reads a float32 step on the parameter's device
             state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
         else:
             scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -377,10 +395,10 @@ def _adam_group(optimizer, group: dict, amplify: Mapping, kappa: float) -> None:
     states = [_adam_state(optimizer, group, p) for p in params]
     beta1, beta2 = group["betas"]
     hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], group["amsgrad"],
-             group["decoupled_weight_decay"], kappa)
+             internals.decoupled_weight_decay(optimizer, group), kappa)
     masks = _masks(params, amplify, kappa)
-    if group["fused"] or _uses_foreach(params, group["foreach"]):
-        batch_step = _adam_kernel if group["fused"] else _adam_foreach
+    if group.get("fused") or _uses_foreach(params, group["foreach"]):
+        batch_step = _adam_kernel if group.get("fused") else _adam_foreach
         for indices in _device_batches(params):
             batch_step([params[i] for i in indices], [states[i] for i in indices],
                        [masks[i] for i in indices], *hyper)
@@ -471,7 +489,7 @@ def _adam_kernel(ps, ss, ms, lr, beta1, beta2, eps, weight_decay, amsgrad, decou
     fewer launches): the group is copied to a scratch buffer before, and its
     flat coordinates move a further κ·Δ after.
     """
-    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+    kernel = internals.fused_adam_kernel(decoupled)  # found: see supports_fused_step
     steps = [s["step"] for s in ss]
     torch._foreach_add_(steps, 1)
     settings = dict(amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay,

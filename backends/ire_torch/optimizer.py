@@ -22,7 +22,7 @@ from .distributed import CurvatureSync
 from .draws import Draws
 from .estimators import CurvatureInputs, check_sources, estimate_curvature
 from .fused import fused_step
-from .monitoring import MaskReport
+from .monitoring import MaskStats, refresh_report
 from .selection import exact_threshold, select_flat_mask
 
 __all__ = ["IRE", "IRE_KEYWORDS"]
@@ -280,23 +280,15 @@ class IRE(torch.optim.Optimizer):
         entry = self._ire_state.get(param)
         return None if entry is None else entry["mask"]
 
-    def mask_stats(self) -> MaskReport | None:
-        """Statistics of the mask chosen at the last refresh (``None`` before
-        the first). Reading them synchronizes with the device."""
+    def mask_stats(self) -> MaskStats | None:
+        """The :class:`ire_core.MaskStats` of the mask chosen at the last
+        refresh, every field filled with Python numbers (``None`` before the
+        first refresh). Reading them synchronizes with the device."""
         if self._last_refresh is None:
             return None
         step, threshold, params = self._last_refresh
         masks = [self._ire_state[p]["mask"] for p in params]
-        stats = ire_core.mask_statistics(masks)
-        return MaskReport(
-            step=step,
-            threshold=float(threshold),
-            flat_count=int(stats.flat_count),
-            total=int(stats.total),
-            flat_fraction=float(stats.flat_fraction),
-            per_tensor=[float(f) for f in stats.per_tensor],
-            shapes=[tuple(p.shape) for p in params],
-        )
+        return refresh_report(step, threshold, params, masks)
 
     # -- the step -------------------------------------------------------------
 

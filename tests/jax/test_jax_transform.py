@@ -74,7 +74,7 @@ def test_mask_is_held_between_refreshes():
     masks, refresh_flags = [], []
     for t in range(7):
         curvature = H if t % 2 == 0 else 1.0 / H  # a different ranking every step
-        refresh_flags.append(bool(ire_jax.needs_refresh(state)))
+        refresh_flags.append(bool(ire_jax.refresh_due(state)))
         _, state = tx.update(H, state, params, curvature=curvature)
         masks.append(np.asarray(state.mask))
     assert refresh_flags == [True, False, False, True, False, False, True]

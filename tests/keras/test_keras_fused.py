@@ -53,7 +53,7 @@ def _train(make_base, generic, monkeypatch, steps=6, model=None, data=None, jit_
     with monkeypatch.context() as patch:
         patch.setattr(fused, "amplified_writes", counted)
         if generic:
-            patch.setattr(fused, "fused_supported", lambda inner, variables: False)
+            patch.setattr(fused, "supports_fused_step", lambda inner, variables: False)
         model = model or dense_model()
         x, y = data or regression_data()
         model.compile(optimizer=ire_keras.IRE(make_base(), kappa=1.5, flat_fraction=0.5,
@@ -132,7 +132,7 @@ def test_fused_path_only_where_it_sees_every_write(case):
     inner = {"subclass": _OwnAdam(), "weight ema": keras.optimizers.Adam(use_ema=True)}.get(
         case, keras.optimizers.Adam())
     expected = case == "supported" and BACKEND == "tensorflow"
-    assert fused.fused_supported(inner, variables) is expected
+    assert fused.supports_fused_step(inner, variables) is expected
 
 
 @on_tensorflow

@@ -38,7 +38,7 @@ def test_public_api():
 
     assert sorted(ire_torch.__all__) == sorted(
         ["IRE", "IRE_KEYWORDS", "SAMIRE", "SGDIRE", "AdamIRE", "AdamWIRE", "Draws",
-         "MaskReport", "hessian_diagonal", "hessian_trace", "hessian_vector_products"]
+         "MaskStats", "hessian_diagonal", "hessian_trace", "hessian_vector_products"]
     )
     for name in ire_torch.__all__:
         assert getattr(ire_torch, name).__doc__
@@ -65,6 +65,7 @@ def test_readme_example_runs_as_written(capsys):
     namespace = {}
     exec(compile(README_EXAMPLE, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert printed.startswith("MaskReport(step=90, threshold=")
+    assert printed.startswith("MaskStats(flat_count=")
+    assert ", threshold=" in printed and ", step=90, shapes=[(64, 20), (64,)," in printed
     assert namespace["loss"].item() < math.log(10)  # below chance level: it trained
     assert namespace["opt"].mask_stats().flat_count == int(0.6 * (20 * 64 + 64 + 64 * 10 + 10))
