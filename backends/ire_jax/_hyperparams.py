@@ -20,7 +20,7 @@ import numpy as np
 from ire_core import IREConfig
 from ire_core.threshold import SampledThreshold
 
-from .threshold import exact_threshold
+from .selection import exact_threshold
 
 __all__ = ["STATIC_ARGS", "Hyperparams", "lr_value", "resolve"]
 

@@ -25,8 +25,8 @@ import ire_core
 from . import estimators
 from ._hyperparams import Hyperparams, lr_value, resolve
 from ._reduce import packed_count_true, reduce_in_chunks
+from .selection import exact_threshold, exact_threshold_of_squares, smallest_magnitude
 from .state import IREState
-from .threshold import exact_threshold, exact_threshold_of_squares, smallest_magnitude
 
 __all__ = ["ire"]
 

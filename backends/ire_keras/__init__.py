@@ -19,7 +19,7 @@ Enhancing Implicit Regularization", NeurIPS 2024.
 from . import autodiff, estimators
 from .callbacks import MaskMonitor
 from .optimizer import IRE
-from .threshold import exact_threshold
+from .selection import exact_threshold
 from .train_step import IRETrainStep, find_ire
 
 __all__ = [

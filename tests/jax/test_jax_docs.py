@@ -14,8 +14,8 @@ MODULES = (
     "ire_jax._reduce",
     "ire_jax.estimators",
     "ire_jax.sam",
+    "ire_jax.selection",
     "ire_jax.state",
-    "ire_jax.threshold",
     "ire_jax.transform",
 )
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "jax.md"

@@ -6,7 +6,6 @@ import pathlib
 import re
 
 import pytest
-from conftest import BACKEND
 
 MODULES = [
     "ire_keras",
@@ -16,11 +15,9 @@ MODULES = [
     "ire_keras.estimators",
     "ire_keras.fused",
     "ire_keras.optimizer",
-    "ire_keras.threshold",
+    "ire_keras.selection",
     "ire_keras.train_step",
 ]
-if BACKEND == "tensorflow":
-    MODULES.append("ire_keras._radix")
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "keras.md"
 
 

@@ -132,18 +132,18 @@ def test_fit_matches_reference_float64(float64, base):
 def test_fit_past_the_sorting_size_matches_reference_float64(float64, base, ema, monkeypatch):
     # 5,184 coordinates: τ comes from the histograms, inside the compiled
     # step's refresh branch.
-    from ire_keras import _radix
-    from ire_keras.threshold import SAMPLE_SIZE
+    from ire_keras import selection
 
     ranked = []
-    kth_smallest = _radix.kth_smallest
-    monkeypatch.setattr(_radix, "kth_smallest", lambda *a: ranked.append(1) or kth_smallest(*a))
+    kth_smallest = selection._kth_by_histograms
+    monkeypatch.setattr(selection, "_kth_by_histograms",
+                        lambda *a: ranked.append(1) or kth_smallest(*a))
     keras_base, numpy_base = CASES[base]
     config = dict(kappa=1.5, flat_fraction=0.4, interval=3, ema=ema, start_step=2)
     x, y = regression_data(n=16, features=80, outputs=64)
     model = dense_model(features=80, outputs=64)
     params = [w.copy() for w in model.get_weights()]
-    assert sum(p.size for p in params) > SAMPLE_SIZE
+    assert sum(p.size for p in params) > selection.SAMPLE_SIZE
     model.compile(optimizer=ire_keras.IRE(keras_base(), **config), loss="mse")
     fit(model, x, y, STEPS)
     expected, state = reference_trajectory(numpy_base(), ire_core.IREConfig(**config), x, y, params, STEPS)
@@ -159,11 +159,11 @@ def test_a_refresh_over_g_equals_the_refresh_over_g_squared(float64, monkeypatch
     # Where τ is searched (XLA; JAX), a large model's "gradient" refresh
     # ranks |g| and never holds g² in full: the same masks, bit for bit.
     from ire_keras import optimizer as ire_optimizer
-    from ire_keras import threshold
+    from ire_keras import selection
 
     calls = []
-    of_squares = threshold.exact_threshold_of_squares
-    monkeypatch.setattr(threshold, "exact_threshold_of_squares",
+    of_squares = selection.exact_threshold_of_squares
+    monkeypatch.setattr(selection, "exact_threshold_of_squares",
                         lambda *a: calls.append(1) or of_squares(*a))
 
     def trained(min_size):

@@ -1,4 +1,4 @@
-"""ire_jax's exact threshold equals a sort, eagerly and under jit with a
+"""ire_jax.selection's exact threshold equals a sort, eagerly and under jit with a
 traced k, in both precisions: small models (sorted outright) and larger ones
 (the sample-seeded search over bit patterns), on distributions that make the
 search work hard (ties, zeros, +inf, a few distinct values, a wide range)."""
@@ -14,7 +14,7 @@ import ire_jax
 from ire_core import select_flat_mask
 from ire_jax import exact_threshold
 from ire_jax._reduce import packed_count_true, reduce_in_chunks
-from ire_jax.threshold import SAMPLE_SIZE, exact_threshold_of_squares, smallest_magnitude
+from ire_jax.selection import SAMPLE_SIZE, exact_threshold_of_squares, smallest_magnitude
 
 
 def curvature(seed, n):
@@ -196,3 +196,18 @@ def test_reduce_in_chunks_equals_one_reduction(n):
         assert float(reduce_in_chunks(x, jnp.max, jnp.maximum, chunk=6)) == float(np.max(x))
         jitted = jax.jit(lambda v: reduce_in_chunks(v, jnp.min, jnp.minimum, chunk=6))
         assert float(jitted(x)) == float(np.min(x))
+
+
+def test_the_old_module_path_warns_and_re_exports():
+    import importlib
+    import sys
+
+    import ire_jax.selection
+
+    sys.modules.pop("ire_jax.threshold", None)
+    with pytest.warns(DeprecationWarning, match="ire_jax.selection"):
+        old = importlib.import_module("ire_jax.threshold")
+    assert old.exact_threshold is ire_jax.selection.exact_threshold
+    assert old.exact_threshold_of_squares is ire_jax.selection.exact_threshold_of_squares
+    assert old.smallest_magnitude is ire_jax.selection.smallest_magnitude
+    assert old.SAMPLE_SIZE == ire_jax.selection.SAMPLE_SIZE

@@ -1,4 +1,4 @@
-"""ire_keras's exact threshold equals a sort on the active backend: small
+"""ire_keras.selection's exact threshold equals a sort on the active backend: small
 models (sorted outright) and larger ones (the search over bit patterns), on
 distributions that make the search work hard, with k a number or a tensor,
 eagerly and compiled; and the flat mask it selects through ire_core equals
@@ -10,8 +10,8 @@ import pytest
 from conftest import BACKEND, numpy
 
 import ire_core
-from ire_keras import _xp, exact_threshold, threshold
-from ire_keras.threshold import SAMPLE_SIZE, exact_threshold_of_squares
+from ire_keras import _xp, exact_threshold, selection
+from ire_keras.selection import SAMPLE_SIZE, exact_threshold_of_squares
 
 # A small model past the sorting size: a matrix, a vector, an empty tensor
 # and a matrix whose size is not a multiple of anything convenient.
@@ -97,7 +97,7 @@ def test_threshold_of_squares_is_the_threshold_of_the_squares(kind):
     searched = []
 
     def squared_threshold(g, k):
-        searched.append(threshold.is_searched(N))
+        searched.append(selection.is_searched(N))
         return exact_threshold_of_squares(g, k)
 
     compiled = _searching(squared_threshold)
@@ -176,8 +176,6 @@ def _signed_zeros_and_subnormals(rng, n: int) -> np.ndarray:
 def test_histograms_equal_a_sort(dtype, counter):
     import tensorflow as tf
 
-    from ire_keras import _radix
-
     rng = np.random.default_rng(len(dtype))
     for kind in ["signed zeros and subnormals", "few distinct", "mostly infinite", "wide"]:
         if kind == "signed zeros and subnormals":
@@ -186,7 +184,7 @@ def test_histograms_equal_a_sort(dtype, counter):
             values = _distribution(kind, rng, N)
         tensors = [tf.cast(t, dtype) for t in _tensors(values, [(1,), (61, 83), (N - 1 - 61 * 83,)])]
         ordered = np.sort(np.concatenate([t.numpy().astype(np.float64).ravel() for t in tensors]))
-        kth = tf.function(lambda v, k: _radix.kth_smallest(v, k, counter))
+        kth = tf.function(selection._kth_by_histograms)
         for k in [1, 2, int(0.6 * N), N - 1, N, int(rng.integers(1, N + 1))]:
             got = kth(tensors, tf.constant(k, counter))
             assert got.dtype == tensors[0].dtype
@@ -199,10 +197,8 @@ def test_histograms_equal_a_sort(dtype, counter):
 def test_tensorflow_counts_by_histograms_outside_xla(jit_compile, piece_min_size, monkeypatch):
     import tensorflow as tf
 
-    from ire_keras import threshold as module
-
     if piece_min_size is not None:  # the (97, 101) weight stays a piece of its own
-        monkeypatch.setattr(module, "_PIECE_MIN_SIZE", piece_min_size)
+        monkeypatch.setattr(selection, "_HISTOGRAM_PIECE_MIN_SIZE", piece_min_size)
     values = _signed_zeros_and_subnormals(np.random.default_rng(7), N).astype("float32")
     tensors = _tensors(values, SHAPES)
     k = tf.constant(int(0.6 * N))
@@ -212,3 +208,15 @@ def test_tensorflow_counts_by_histograms_outside_xla(jit_compile, piece_min_size
     assert ("DenseBincount" in kinds) == (not jit_compile)
     assert ("While" in kinds or "StatelessWhile" in kinds) == jit_compile
     assert float(threshold(tensors, k).numpy()) == np.sort(values)[int(0.6 * N) - 1]
+
+
+def test_the_old_module_path_warns_and_re_exports():
+    import importlib
+    import sys
+
+    sys.modules.pop("ire_keras.threshold", None)
+    with pytest.warns(DeprecationWarning, match="ire_keras.selection"):
+        old = importlib.import_module("ire_keras.threshold")
+    for name in ["exact_threshold", "exact_threshold_of_squares", "is_searched", "magnitude"]:
+        assert getattr(old, name) is getattr(selection, name)
+    assert old.SAMPLE_SIZE == selection.SAMPLE_SIZE
