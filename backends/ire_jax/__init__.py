@@ -30,8 +30,8 @@ from .estimators import (
     softmax_cross_entropy,
 )
 from .sam import SamGradients, sam_gradients, sam_ire
-from .state import IREState, mask_stats, needs_refresh
-from .threshold import exact_threshold
+from .selection import exact_threshold
+from .state import IREState, mask_stats, needs_refresh, refresh_due  # noqa: F401 (deprecated)
 from .transform import ire
 
 __all__ = [
@@ -45,8 +45,8 @@ __all__ = [
     "hvp",
     "ire",
     "mask_stats",
-    "needs_refresh",
     "rademacher_like",
+    "refresh_due",
     "sam_gradients",
     "sam_ire",
     "softmax_cross_entropy",

@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
+import warnings
 
 import keras
 from keras import ops
-from keras.src.utils import tracking
 
 import ire_core
 
-from . import _xp, fused, threshold
+from . import _inner_hooks, _xp, fused, selection
 
 __all__ = ["IRE"]
 
@@ -57,7 +57,7 @@ def _threshold_fn():
     a windowed ``kthvalue``), the bit-pattern search where ``ire_core``'s would
     sort (TensorFlow, JAX)."""
     if keras.backend.backend() in ("tensorflow", "jax"):
-        return threshold.exact_threshold
+        return selection.exact_threshold
     return ire_core.exact_threshold
 
 
@@ -78,17 +78,17 @@ def _as_written(method):
 
 def _select_from_squares(grads, gamma, previous):
     """(mask, τ) of ĥ = g² in ire_core's form, with g² never held in full:
-    τ from :func:`threshold.exact_threshold_of_squares`, then the rule of
+    τ from :func:`selection.exact_threshold_of_squares`, then the rule of
     :func:`ire_core.select_flat_mask` tensor by tensor
     (:func:`ire_core.mask_at_threshold`), as in ``ire_jax``. A compiled step
     holds the temporaries of its refresh branch on every step."""
     total = sum(math.prod(g.shape) for g in grads)
     k = ire_core.flat_count(gamma, total)
-    tau = threshold.exact_threshold_of_squares(grads, _xp.from_core(k))
+    tau = selection.exact_threshold_of_squares(grads, _xp.from_core(k))
     any_finite = ops.cond(  # τ < +inf is a finite value; else look for one
         tau < math.inf,
         lambda: ops.convert_to_tensor(True),
-        lambda: ops.min(ops.stack([ops.min(threshold.magnitude(g)) for g in grads])) < math.inf,
+        lambda: ops.min(ops.stack([ops.min(selection.magnitude(g)) for g in grads])) < math.inf,
     )
     found = ire_core.FlatThreshold(*_xp.to_core([tau, any_finite]))
     squares = ire_core.squared(_xp.to_core(grads))
@@ -293,7 +293,6 @@ class IRE(keras.optimizers.Optimizer):
 
     # -- State ----------------------------------------------------------------
 
-    @tracking.no_automatic_dependency_tracking
     def build(self, var_list):
         """Creates the flat masks, curvature averages and monitors (once)."""
         if self.built:
@@ -364,22 +363,67 @@ class IRE(keras.optimizers.Optimizer):
         finally:
             object.__setattr__(self, "_supplied_curvature", previous)
 
-    def is_refresh_step(self):
+    @property
+    def refresh_due(self):
         """A boolean tensor: whether the next ``apply`` refreshes the mask.
 
         Counts optimizer steps: with gradient accumulation on the inner
         optimizer, only the micro-step that updates the weights can refresh.
+        Read afresh on each access, so it also works inside a traced step.
         """
         step = _xp.read(self.inner_optimizer.iterations)
         due = ire_core.is_refresh_step(step, self.ire_config.interval, self.ire_config.start_step)
         return ops.logical_and(ops.convert_to_tensor(due), self._is_update_step())
 
+    def is_refresh_step(self):
+        """Deprecated alias of :attr:`refresh_due`."""
+        warnings.warn(
+            "IRE.is_refresh_step() is deprecated: read the IRE.refresh_due property",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.refresh_due
+
     def _is_update_step(self):
         steps = self.inner_optimizer.gradient_accumulation_steps
         if not steps:
             return ops.convert_to_tensor(True)
-        counter = _xp.read(self.inner_optimizer._iterations)
+        counter = _xp.read(_inner_hooks.micro_step_count(self.inner_optimizer))
         return ops.equal(ops.mod(counter + 1, steps), 0)
+
+    def mask_stats(self):
+        """The :class:`ire_core.MaskStats` of the mask in force: flat count
+        and flat fraction overall and per weight (in the order the optimizer
+        was built with), τ of the last refresh and the weights' shapes, as
+        backend tensors; ``step`` is ``None`` (not recorded). ``None`` before
+        the optimizer is built.
+
+        Example:
+          >>> import keras, ire_keras
+          >>> w = keras.Variable([1.0, 2.0, 3.0, 4.0])
+          >>> opt = ire_keras.IRE(keras.optimizers.SGD(0.1), flat_fraction=0.5)
+          >>> opt.apply([keras.ops.convert_to_tensor([0.1, 5.0, 0.2, 7.0])], [w])
+          >>> stats = opt.mask_stats()
+          >>> float(stats.flat_fraction), round(float(stats.threshold), 6), stats.shapes
+          (0.5, 0.04, [(4,)])
+        """
+        if not self.built:
+            return None
+        masks = [_xp.read(m) for m in self._flat_masks]
+        shapes = [tuple(m.shape) for m in self._flat_masks]
+        threshold = _xp.read(self.mask_threshold)
+        if not masks:
+            return ire_core.MaskStats(ops.convert_to_tensor(0), 0, ops.convert_to_tensor(0.0), [],
+                                      threshold=threshold, shapes=shapes)
+        stats = ire_core.mask_statistics(_xp.to_core(masks))
+        return ire_core.MaskStats(
+            flat_count=_xp.from_core(stats.flat_count),
+            total=stats.total,
+            flat_fraction=_xp.from_core(stats.flat_fraction),
+            per_tensor=[_xp.from_core(f) for f in stats.per_tensor],
+            threshold=threshold,
+            shapes=shapes,
+        )
 
     # -- The step -------------------------------------------------------------
 
@@ -409,7 +453,7 @@ class IRE(keras.optimizers.Optimizer):
           trainable_variables: the variables; on the first call they build
             the optimizer. Defaults to the variables it was built with.
           curvature: the raw curvature estimate ĥ, one tensor per variable,
-            used on refresh steps (see :meth:`is_refresh_step`) and ignored
+            used on refresh steps (see :attr:`refresh_due`) and ignored
             otherwise. Required for the ``"fisher"``, ``"hutchinson"`` and
             ``"exact"`` estimators; overrides the others when given.
         """
@@ -457,8 +501,8 @@ class IRE(keras.optimizers.Optimizer):
         averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
         step = _xp.read(inner.iterations, copy=True)  # apply() advances it in place on torch
         learning_rate = ops.cast(_xp.read(inner.learning_rate), keras.backend.floatx())
-        refresh = self.is_refresh_step()
-        in_update = fused.fused_supported(inner, weights)
+        refresh = self.refresh_due
+        in_update = fused.supports_fused_step(inner, weights)
         # The generic step rescales the displacement from a copy of the weights.
         before = None if in_update else [_xp.read(v, copy=True) for v in weights]
 
@@ -576,9 +620,9 @@ class IRE(keras.optimizers.Optimizer):
             curvature is None
             and isinstance(config.estimator, str) and config.estimator == "gradient"
             and config.ema == 0
-            and _threshold_fn() is threshold.exact_threshold
+            and _threshold_fn() is selection.exact_threshold
             and n >= _SQUARES_MIN_SIZE
-            and threshold.is_searched(n)
+            and selection.is_searched(n)
         )
 
     def _gradient_values(self, grads, weights):
@@ -590,7 +634,7 @@ class IRE(keras.optimizers.Optimizer):
             # The step uses the mean of the accumulated micro-batch gradients.
             steps = inner.gradient_accumulation_steps
             accumulated = [
-                inner._accumulated_gradients[inner._get_variable_index(w)] for w in weights
+                _inner_hooks.accumulated_gradient(inner, w) for w in weights
             ]
             grads = [(g + ops.cast(_xp.read(a), g.dtype)) / steps for g, a in zip(grads, accumulated)]
         if inner.loss_scale_factor is not None:

@@ -189,7 +189,7 @@ class IRETrainStep:
 
         if config.estimator in ("hutchinson", "fisher") or config.rho > 0:
             curvature = ops.cond(
-                ire.is_refresh_step(),
+                ire.refresh_due,
                 lambda: [ops.cast(h, "float32") for h in estimate()],
                 skipped,
             )
