@@ -1,7 +1,8 @@
 """The torch internals the fused step relies on, each one feature-detected.
 
-:mod:`ire_torch.fused` takes the base optimizer's step itself, so it reads
-parts of ``torch.optim`` that are not public API. Every such read is here.
+:mod:`ire_torch.fused` (with its step modules ``_fused_sgd`` and
+``_fused_adam``) takes the base optimizer's step itself, so it relies on
+parts of torch that are not public API. Every check for them is here.
 Each answers "unknown" (``None`` or ``False``) when the installed torch does
 not have what it looks for, and the caller then leaves the step to the
 generic path (:mod:`ire_torch.amplify`: copy, base step, rescale), which

@@ -11,6 +11,9 @@ import pytest
 MODULES = [
     "ire_torch",
     "ire_torch._checks",
+    "ire_torch._fused_adam",
+    "ire_torch._fused_sgd",
+    "ire_torch._fused_slices",
     "ire_torch.amplify",
     "ire_torch.autodiff",
     "ire_torch.bases",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch_cases import assert_params_equal, clone_params
 
 from ire_torch import IRE, SAMIRE
-from ire_torch import fused as fused_module
+from ire_torch import _fused_slices as slices
 from ire_torch import optimizer as ire_optimizer
 from ire_torch.fused import fused_step, supports_fused_step
 
@@ -121,7 +121,7 @@ def test_fused_path_matches_the_generic_path_in_float64(name, monkeypatch):
                                   "adam-fused-kernel-amsgrad"])
 def test_coordinates_outside_the_mask_get_the_base_update_bit_for_bit(name, chunk, monkeypatch):
     if chunk is not None:  # per-tensor steps then run slice by slice
-        monkeypatch.setattr(fused_module, "_CHUNK", chunk)
+        monkeypatch.setattr(slices, "CHUNK", chunk)
     x, y = _data(torch.float32)
     model, opt = _make(name, fused=True, dtype=torch.float32, start_step=0, interval=1)
     _run(model, opt, 3, x, y)
@@ -286,7 +286,7 @@ def test_docstring_examples_of_the_fused_module():
 
 @pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW])
 def test_the_fused_kernel_sliced_on_the_cpu_rounds_like_the_whole_tensor(cls, monkeypatch):
-    monkeypatch.setattr(fused_module, "_CHUNK", 7)  # kernel slices: 4096 coordinates
+    monkeypatch.setattr(slices, "CHUNK", 7)  # kernel slices: 4096 coordinates
     generator = torch.Generator().manual_seed(5)
     start = torch.randn(3 * 4096 + 5, generator=generator)
     p, q = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
@@ -314,7 +314,7 @@ def test_a_fused_kernel_asked_to_unscale_is_left_to_torch():
 
 
 def test_masks_through_a_float_scratch_add_exactly_the_same(monkeypatch):
-    monkeypatch.setattr(fused_module, "_DEVICE_SCRATCH", 7)  # groups, and slices of (16,)
+    monkeypatch.setattr(slices, "DEVICE_SCRATCH", 7)  # groups, and slices of (16,)
     generator = torch.Generator().manual_seed(4)
     shapes = [(3, 5), (7,), (2,), (16,), (4, 6)]
     targets = [torch.randn(s, generator=generator) for s in shapes]
@@ -325,7 +325,7 @@ def test_masks_through_a_float_scratch_add_exactly_the_same(monkeypatch):
     expected = [t.clone() for t in targets]
     for t, f, m in zip(expected, factors, flats):
         t.addcmul_(f, m, value=-0.3)
-    fused_module._addcmul_flat_(targets, factors, flats, -0.3, through_scratch=True)
+    slices.addcmul_flat_(targets, factors, flats, -0.3, through_scratch=True)
     assert all(torch.equal(t, e) for t, e in zip(targets, expected))
 
 
@@ -335,9 +335,9 @@ def test_the_float_scratch_of_accelerators_walks_the_same_trajectory(name, monke
     model, opt = _make(name, fused=True)
     _run(model, opt, 20, x, y)
     direct = clone_params(model)
-    scratch = fused_module._addcmul_flat_
-    monkeypatch.setattr(fused_module, "_DEVICE_SCRATCH", 7)  # small groups, sliced tensors
-    monkeypatch.setattr(fused_module, "_addcmul_flat_",
+    scratch = slices.addcmul_flat_
+    monkeypatch.setattr(slices, "DEVICE_SCRATCH", 7)  # small groups, sliced tensors
+    monkeypatch.setattr(slices, "addcmul_flat_",
                         lambda *args: scratch(*args, through_scratch=True))
     model, opt = _make(name, fused=True)
     _run(model, opt, 20, x, y)
