@@ -64,8 +64,8 @@ __all__ = [
     "threshold_of_squares",
 ]
 
-#: The smallest sample sorted to seed the search (it grows to 4 × this with
-#: the input: one value in 256). An input this small is better sorted whole.
+#: The smallest sample sorted to seed the search (it grows to four times this
+#: with the input: one value in 256). An input this small is better sorted whole.
 SAMPLE_SIZE = 4096
 
 #: After this many probes the search only halves its bracket (at most one
@@ -221,7 +221,7 @@ def searcher(xp, ops: SearchOps) -> Callable:
 
 def sorted_keys(xp, ops: SearchOps, flats: Sequence):
     """The bit patterns of all values in the 1-d ``flats``, sorted (an integer
-    sort is faster than a floating-point one, and orders the same)."""
+    sort compares more cheaply than a floating-point one, and orders the same)."""
     joined = xp.concat(list(flats)) if len(flats) > 1 else flats[0]
     return xp.sort(ops.bitcast(joined, _key_dtype(xp, joined.dtype)))
 

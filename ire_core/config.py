@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Callable
 
 ESTIMATORS = ("gradient", "fisher", "hutchinson", "exact")
-"""Names of the built-in curvature estimators (see ``docs/estimators.md``)."""
+"""Names of the built-in curvature estimators (see docs/algorithm.md, Estimators)."""
 
 Schedule = float | Callable[[int], float]
 """A constant, or a function of the 0-based optimizer step."""

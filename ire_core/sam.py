@@ -1,4 +1,4 @@
-"""The SAM ascent step e (IRE_SPEC, "SAM coupling").
+"""The SAM ascent step e (docs/algorithm.md, SAM coupling).
 
 Plain SAM: e = ρ·g / (‖g‖ + eps). Adaptive SAM (ASAM) with T = |θ|:
 e = ρ·T²g / (‖T g‖ + eps). Norms run over the whole model.

@@ -4,8 +4,9 @@ XLA's CPU backend does not fuse an elementwise expression into the
 reduction that consumes it: ``jnp.sum(x <= pivot)`` first writes the whole
 comparison out as int32, ``jnp.max(jnp.where(x <= b, x, 0))`` the whole
 ``where`` as float32. For the threshold search that is a full extra array per
-pass, and a larger block of temporaries for the step (which glibc maps afresh
-on every call once it passes 32 MiB). Two remedies, both exact:
+pass, and a larger block of temporaries for the step (a block above the
+allocator's mmap threshold is mapped afresh on every call). Two remedies,
+both exact:
 
 * :func:`packed_count_true` counts a bool array four at a time, as uint32
   words whose set bits are counted;
@@ -28,7 +29,8 @@ __all__ = ["packed_count_true", "reduce_in_chunks"]
 
 _BOOLS_PER_WORD = 4
 
-#: Values per slice in :func:`reduce_in_chunks`: 1 MiB of float32.
+#: Values per slice in :func:`reduce_in_chunks`: 2^18 values, so a slice's
+#: temporary stays in the CPU cache.
 CHUNK = 1 << 18
 
 
@@ -36,8 +38,8 @@ def packed_count_true(mask, dtype):
     """The number of True entries of a JAX bool array, counted four at a time.
 
     The mask is read as uint32 words of four bools and each word's set bits
-    are counted, so a pass writes one int32 per four values (about 3× faster
-    than ``jnp.sum`` on 6M values on the CPU). The grouping runs along the
+    are counted, so a pass writes one int32 per four values where
+    ``jnp.sum`` on the CPU writes one per value. The grouping runs along the
     last axis (sharded leading axes stay as they are); a mask whose last axis
     is not a multiple of four is summed plainly.
 

@@ -258,8 +258,8 @@ def _mask_at_most(values: list, tau):
 
     On the CPU each comparison writes 0/1 floats into a scratch buffer, in
     slices of ``_PASS_SIZE``, which are summed to count and copied into the
-    bool mask: torch compares into floats and converts them to bools faster
-    than it compares into bools. Elsewhere: ``v <= τ``.
+    bool mask: torch's comparison writing floats, then a conversion to bools,
+    costs less than its comparison writing bools. Elsewhere: ``v <= τ``.
     """
     if not values or values[0].device.type != "cpu":
         return [v <= tau for v in values], None
@@ -297,7 +297,7 @@ def _searched(values: list, n: int) -> bool:
 
 def _search(pieces: list, n: int, k: int, outputs: list | None = None, check: bool = False):
     """:func:`_window_search`'s answer, from histograms of the bit patterns
-    where those are the faster way: float32 values on the CPU, fewer than
+    where those take fewer passes: float32 values on the CPU, fewer than
     ``_HISTOGRAM_MAX_SIZE``, that are magnitudes (the values' minima are
     read first: negative or NaN values are ranked by comparisons, or with
     ``check=True`` answered ``None``). The mask, if asked for, is then

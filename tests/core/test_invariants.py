@@ -1,5 +1,5 @@
-"""IRE_SPEC "Invariants any implementation must satisfy", on the NumPy
-reference (invariant 5, cross-backend, lives in the conformance suite)."""
+"""The invariants of docs/algorithm.md (Invariants) on the NumPy reference; the
+invariant "same trajectory on every backend" lives in the conformance suite."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""The flat-mask rule of IRE_SPEC: count, ties, non-finite values, scale."""
+"""The flat-mask rule (docs/algorithm.md, The flat rule): count, ties, non-finite
+values, scale."""
 
 import math
 

@@ -77,7 +77,7 @@ def test_inner_learning_rate_is_injectable_and_kappa_can_follow_it():
     np.testing.assert_allclose(np.asarray(updates), [-0.3, -1.0, -0.6, -2.0], rtol=1e-6)
     state.inner_state.hyperparams["learning_rate"] = jnp.asarray(0.5, jnp.float32)
     updates, state = update(state)
-    # lr halves and κ follows it: flat coordinates move by 0.5·(1 + 2·0.5) = 1.0 × g.
+    # lr halves and κ follows it: flat coordinates move by 0.5·(1 + 2·0.5) = 1.0·g.
     np.testing.assert_allclose(np.asarray(updates), [-0.1, -0.5, -0.2, -1.0], rtol=1e-6)
     assert update._cache_size() == 1
 
