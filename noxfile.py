@@ -90,7 +90,7 @@ def conformance(session: nox.Session) -> None:
 
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    """Quick modes of the demo and of the paper reproductions."""
+    """Quick modes of the demo, the paper reproductions and the overhead benchmark."""
     install(session, "all")
     # ``python -m`` puts the checkout on sys.path: ``benchmarks`` is not installed.
     # TensorFlow's CPU allocator keeps the statistics that the overhead

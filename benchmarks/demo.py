@@ -33,8 +33,8 @@ def demo_setup(quick: bool = False, steps: int | None = None, lr: float = DEFAUL
 
     Full: width 128, 2 blocks, 4 heads, context 64 bytes (0.43M parameters),
     600 steps of 16 sequences, 60 warm-up steps, evaluation every 25 steps on
-    64 windows — about 1.5 CPU-minutes per run. Quick: width 32, 1 block,
-    context 32, 40 steps of 8 sequences — about a second per run.
+    64 windows. Quick: width 32, 1 block, context 32, 40 steps of 8
+    sequences, for the tests.
 
     Args:
       quick: the tiny variant.

@@ -1,6 +1,7 @@
 """Paper, Section 5: on a manifold of minima IRE drifts (1 + κ) times faster.
 
-The toy manifold of IRE_SPEC: L(u, v) = ½ · h(u) · ‖v‖², h(u) = 1 + u², v ∈ ℝᵈ.
+The toy manifold of docs/algorithm.md, SAM coupling:
+L(u, v) = ½ · h(u) · ‖v‖², h(u) = 1 + u², v ∈ ℝᵈ.
 The minima are {v = 0}; the sharpness across the manifold is h(u) and the
 trace of the Hessian there is d · h(u), smallest at u = 0. Two dynamics keep
 v oscillating around the manifold, which makes u drift toward u = 0:
