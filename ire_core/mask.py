@@ -209,7 +209,7 @@ def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
     """The same rule with host decisions, in fewer passes: values that are
     already magnitudes are ranked as they are, and one reduction per tensor
     tells both that and whether any value is finite. Returns the mask and τ."""
-    values, smallest = _magnitudes(xp, curvatures)
+    values, smallest = host_magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     if smallest is None or not bool(smallest < infinity):
         if previous is None:
@@ -223,9 +223,10 @@ def _select_eagerly(xp, curvatures, k, previous, threshold_fn):
     return [v < infinity for v in values], tau
 
 
-def _magnitudes(xp, curvatures):
+def host_magnitudes(xp, curvatures):
     """|ĥ| in the ranking dtype with NaN as +inf, and the smallest of all
-    (``None`` when there are no values).
+    (``None`` when there are no values), for a selection that decides on the
+    host (eager arrays, a Python int k).
 
     A tensor whose minimum is >= 0 has no NaN and no negative value (squared
     gradients, Fisher estimates): it is ranked as it is, never written to.

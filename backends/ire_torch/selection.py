@@ -43,6 +43,7 @@ from ire_core._xp import (
     is_scalar,
     ranking_dtype,
 )
+from ire_core.mask import host_magnitudes
 
 from . import _bit_histograms
 
@@ -151,7 +152,7 @@ def _select_eagerly(curvatures, k: int, previous, threshold_fn):
         found = _flat_mask([xp.astype(h, dtype, copy=False) for h in curvatures], k, check=True)
         if found is not None and bool(found[1] < math.inf):
             return found
-    values, smallest = _magnitudes(curvatures)
+    values, smallest = host_magnitudes(xp, curvatures)
     infinity = xp.asarray(xp.inf, dtype=values[0].dtype, device=device(values[0]))
     if smallest is None or not bool(smallest < infinity):
         if previous is None:
@@ -167,29 +168,6 @@ def _select_eagerly(curvatures, k: int, previous, threshold_fn):
     if bool(tau < infinity):
         return mask, tau, count
     return [v < infinity for v in values], tau, None
-
-
-def _magnitudes(curvatures):
-    """|ĥ| in the ranking dtype with NaN as +inf, and the smallest of all
-    (``None`` when there are no values).
-
-    A tensor whose minimum is >= 0 has no NaN and no negative value (squared
-    gradients, Fisher estimates): it is ranked as it is, never written to.
-    The others are replaced by fresh tensors.
-    """
-    dtype = ranking_dtype(xp, [h.dtype for h in curvatures])
-    values = [xp.astype(h, dtype, copy=False) for h in curvatures]
-    sized = [i for i, v in enumerate(values) if math.prod(v.shape) > 0]
-    if not sized:
-        return values, None
-    minima = xp.stack([xp.min(values[i]) for i in sized])  # NaN if any value is NaN
-    clean = minima >= 0
-    if bool(xp.all(clean)):
-        return values, xp.min(minima)
-    for i, ok in zip(sized, clean.tolist()):
-        if not ok:
-            values[i] = xp.abs(values[i]).nan_to_num_(nan=math.inf, posinf=math.inf)
-    return values, xp.min(xp.stack([xp.min(values[i]) for i in sized]))
 
 
 def _kth_smallest(values: list, k: int):

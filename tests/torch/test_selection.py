@@ -205,9 +205,9 @@ def test_a_value_that_is_not_a_magnitude_anywhere_is_ranked_by_its_magnitude(
 
 def test_searched_magnitudes_are_checked_without_a_pass_of_their_own(tiny_searches, monkeypatch):
     passes = []
-    magnitudes = selection._magnitudes
-    monkeypatch.setattr(selection, "_magnitudes",
-                        lambda curvatures: passes.append(1) or magnitudes(curvatures))
+    magnitudes = selection.host_magnitudes
+    monkeypatch.setattr(selection, "host_magnitudes",
+                        lambda xp, curvatures: passes.append(1) or magnitudes(xp, curvatures))
     generator = torch.Generator().manual_seed(14)
     clean = [curvature_like(generator, 500), curvature_like(generator, 90)]
     selection.select_flat_mask(clean, 0.4)
