@@ -5,6 +5,7 @@ curvature passed in never written to."""
 import numpy as np
 import pytest
 import torch
+from torch_cases import large_values
 
 import ire_core
 from ire_core import HistogramThreshold, mask_statistics
@@ -12,14 +13,6 @@ from ire_torch import selection
 
 SELECTIONS = {"ire_core": ire_core.select_flat_mask, "ire_torch": selection.select_flat_mask}
 THRESHOLDS = {"ire_core": ire_core.exact_threshold, "ire_torch": selection.exact_threshold}
-
-
-def large_values(seed, n):
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.rand(n, generator=generator, dtype=torch.float64) ** 4
-    values[:1000] = 0.25  # a block of ties
-    values[1000:1100] = float("inf")
-    return [values[: n // 4], values[n // 4 :]]
 
 
 @pytest.mark.parametrize("select", SELECTIONS.values(), ids=SELECTIONS.keys())

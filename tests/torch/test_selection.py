@@ -8,19 +8,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch_cases import large_values
 
 import ire_core
 from ire_core.threshold import SampledThreshold
 from ire_torch import _bit_histograms, selection
 from ire_torch._bit_histograms import kth_smallest, member_positions
-
-
-def large_values(seed, n):
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.rand(n, generator=generator, dtype=torch.float64) ** 4
-    values[:1000] = 0.25  # a block of ties
-    values[1000:1100] = float("inf")
-    return [values[: n // 4], values[n // 4 :]]
 
 
 @pytest.mark.parametrize("fraction", [1e-5, 0.3, 0.6, 0.99999])

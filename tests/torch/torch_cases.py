@@ -46,3 +46,13 @@ def clone_params(model) -> list:
 def assert_params_equal(a, b) -> None:
     for x, y in zip(a, b):
         assert torch.equal(x, y), (x - y).abs().max()
+
+
+def large_values(seed: int, n: int) -> list:
+    """n float64 curvature-like values in two tensors, with a block of 1000
+    ties and a block of 100 +inf."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(n, generator=generator, dtype=torch.float64) ** 4
+    values[:1000] = 0.25  # a block of ties
+    values[1000:1100] = float("inf")
+    return [values[: n // 4], values[n // 4 :]]
