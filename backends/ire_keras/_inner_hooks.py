@@ -19,7 +19,7 @@ parameters, not already replaced on the instance. Where it says ``False``,
 :func:`ire_keras.fused.supports_fused_step` is ``False`` and IRE takes the
 generic step (copy, inner step, rescale), which needs none of this. A test
 (``tests/keras/test_keras_inner_hooks.py``) fails when the installed Keras
-no longer passes the guard.
+does not pass the guard.
 
 The gradient-accumulation readers (:func:`micro_step_count`,
 :func:`accumulated_gradient`) read the two private fields that hold what the

@@ -91,10 +91,9 @@ def count_true(mask, dtype: str = "int32"):
 
     Summing a mask widens it to ``dtype`` in memory first. On TensorFlow and
     JAX the mask is read as uint32 words of four bools instead, and the set
-    bits of each word are counted: the pass writes a quarter of the values
-    (about 1.3× faster on TensorFlow, 1.7× under XLA, 3× on JAX's CPU
-    backend). A mask whose last axis is not a multiple of four, or whose
-    shape is not known, is summed plainly.
+    bits of each word are counted, so the pass writes a quarter as many
+    values. A mask whose last axis is not a multiple of four, or whose shape
+    is not known, is summed plainly.
 
     Example:
       >>> import keras

@@ -12,8 +12,8 @@ larger weight's writes are one XLA-compiled pass (:data:`COMPILED_MIN_SIZE`).
 Replacing those methods is the work of :mod:`ire_keras._inner_hooks`, which
 also decides whether the installed Keras allows it.
 
-On JAX the generic step costs nothing extra already: XLA fuses the rescaling
-into the update. On torch, Keras runs its own ``torch._foreach`` kernels,
+On JAX the generic step needs no hook: XLA fuses the rescaling into the
+update. On torch, Keras runs its own ``torch._foreach`` kernels,
 which these methods do not see.
 
 Example:
@@ -86,7 +86,7 @@ def fused_supported(inner, variables) -> bool:
 
 # On TensorFlow without XLA, the amplified write of a weight of at least this
 # many coordinates is compiled (see :func:`amplified_writes`); on smaller ones
-# the call costs about what the kernels it saves do.
+# the compiled call's own overhead outweighs the kernels it saves.
 COMPILED_MIN_SIZE = 1 << 16
 
 # The compiled write of each weight, by inner optimizer and weight: a

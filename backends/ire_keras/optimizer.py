@@ -16,50 +16,9 @@ from keras import ops
 
 import ire_core
 
-from . import _inner_hooks, _xp, fused, selection
+from . import _config, _inner_hooks, _xp, fused, refresh
 
 __all__ = ["IRE"]
-
-# The smallest model whose "gradient" refresh, where τ is searched, ranks |g|
-# instead of g² (as ire_jax): below it g² takes a few MiB.
-_SQUARES_MIN_SIZE = 1 << 21
-
-# Keyword arguments of keras.optimizers.Optimizer that belong on the inner
-# optimizer; IRE rescales whatever step the inner optimizer takes.
-_INNER_ONLY = (
-    "learning_rate",
-    "weight_decay",
-    "clipnorm",
-    "global_clipnorm",
-    "clipvalue",
-    "use_ema",
-    "ema_momentum",
-    "ema_overwrite_frequency",
-    "loss_scale_factor",
-    "gradient_accumulation_steps",
-)
-
-
-def _serialize_schedule(value):
-    if callable(value):
-        return keras.saving.serialize_keras_object(value)
-    return value
-
-
-def _deserialize_schedule(value, custom_objects=None):
-    if isinstance(value, dict):
-        return keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
-    return value
-
-
-def _threshold_fn():
-    """The exact threshold for the backend: ``ire_core``'s on torch (eager,
-    a windowed ``kthvalue``), the bit-pattern search where ``ire_core``'s would
-    sort (TensorFlow, JAX)."""
-    if keras.backend.backend() in ("tensorflow", "jax"):
-        return selection.exact_threshold
-    return ire_core.exact_threshold
-
 
 def _as_written(method):
     """``method`` as it is written, also inside a user's ``tf.function``.
@@ -74,26 +33,6 @@ def _as_written(method):
     import tensorflow as tf
 
     return tf.autograph.experimental.do_not_convert(method)
-
-
-def _select_from_squares(grads, gamma, previous):
-    """(mask, τ) of ĥ = g² in ire_core's form, with g² never held in full:
-    τ from :func:`selection.exact_threshold_of_squares`, then the rule of
-    :func:`ire_core.select_flat_mask` tensor by tensor
-    (:func:`ire_core.mask_at_threshold`), as in ``ire_jax``. A compiled step
-    holds the temporaries of its refresh branch on every step."""
-    total = sum(math.prod(g.shape) for g in grads)
-    k = ire_core.flat_count(gamma, total)
-    tau = selection.exact_threshold_of_squares(grads, _xp.from_core(k))
-    any_finite = ops.cond(  # τ < +inf is a finite value; else look for one
-        tau < math.inf,
-        lambda: ops.convert_to_tensor(True),
-        lambda: ops.min(ops.stack([ops.min(selection.magnitude(g)) for g in grads])) < math.inf,
-    )
-    found = ire_core.FlatThreshold(*_xp.to_core([tau, any_finite]))
-    squares = ire_core.squared(_xp.to_core(grads))
-    mask = [ire_core.mask_at_threshold(h, found, k, m) for h, m in zip(squares, previous)]
-    return mask, found.threshold
 
 
 def _no_grad():
@@ -122,7 +61,8 @@ class IRE(keras.optimizers.Optimizer):
     ``fit``; custom loops pass the estimate as ``apply(..., curvature=...)``.
 
     The mask rule, the combination, the curvature average and the schedules
-    are ``ire_core``'s; see ``docs/keras.md``.
+    are ``ire_core``'s (``docs/algorithm.md``, The update rule and The flat
+    rule); the refresh runs in :mod:`ire_keras.refresh`. See ``docs/keras.md``.
 
     Args:
       inner_optimizer: the ``keras.optimizers.Optimizer`` whose steps are
@@ -181,18 +121,7 @@ class IRE(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        misplaced = [key for key in _INNER_ONLY if kwargs.get(key) is not None]
-        misplaced = [key for key in misplaced if not (key == "use_ema" and kwargs[key] is False)]
-        if misplaced:
-            raise ValueError(
-                f"IRE does not take {', '.join(map(repr, misplaced))}: set "
-                f"{'it' if len(misplaced) == 1 else 'them'} on inner_optimizer"
-            )
-        for key in _INNER_ONLY:
-            kwargs.pop(key, None)
-        kwargs.pop("ema_momentum", None)
-        if kwargs:
-            raise ValueError(f"IRE got unknown argument(s): {', '.join(sorted(kwargs))}")
+        _config.check_keyword_arguments(kwargs)
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(
                 "inner_optimizer must be a keras.optimizers.Optimizer, got "
@@ -501,93 +430,21 @@ class IRE(keras.optimizers.Optimizer):
         averages = [self._curvature_averages[s] for s in slots] if self.ire_config.ema > 0 else []
         step = _xp.read(inner.iterations, copy=True)  # apply() advances it in place on torch
         learning_rate = ops.cast(_xp.read(inner.learning_rate), keras.backend.floatx())
-        refresh = self.refresh_due
+        due = self.refresh_due
         in_update = fused.supports_fused_step(inner, weights)
         # The generic step rescales the displacement from a copy of the weights.
         before = None if in_update else [_xp.read(v, copy=True) for v in weights]
-
-        def estimate():
-            if curvature is not None:
-                return [curvature[i] for i in used]
-            if callable(self.ire_config.estimator):
-                return list(self.ire_config.estimator(before or [_xp.read(v) for v in weights]))
-            if self.ire_config.estimator != "gradient":
-                raise ValueError(
-                    f"estimator={self.ire_config.estimator!r} needs a curvature estimate: "
-                    "train with ire_keras.IRETrainStep, or pass curvature=... to apply()"
-                )
-            return self._gradient_estimate([grads[i] for i in used], weights)
-
-        def select(gamma, previous):
-            """(mask, τ, average) of this refresh, in ire_core's form."""
-            if self._ranks_squares(curvature, weights):
-                values = self._gradient_values([grads[i] for i in used], weights)
-                if len({keras.backend.standardize_dtype(v.dtype) for v in values}) == 1:
-                    mask, tau = _select_from_squares(values, gamma, previous)
-                    return mask, tau, []
-            raw = _xp.to_core([_xp.dense(h, w.shape) for h, w in zip(estimate(), weights)])
-            state, selection = [], raw  # ranked as it is: |·| and NaN → +inf are the rule's
-            if averages:
-                # The first estimate starts the average; later ones blend in.
-                first, first_selection = ire_core.blend(None, raw, self.ire_config.ema)
-                later, later_selection = ire_core.blend(
-                    _xp.to_core([_xp.read(a) for a in averages]), raw, self.ire_config.ema
-                )
-                started = _xp.read(self.refresh_count) > 0
-                state = _xp.to_core(
-                    [ops.where(started, _xp.from_core(b), _xp.from_core(a)) for a, b in zip(first, later)]
-                )
-                selection = _xp.to_core(
-                    [ops.where(started, _xp.from_core(b), _xp.from_core(a))
-                     for a, b in zip(first_selection, later_selection)]
-                )
-            chosen = ire_core.select_flat_mask(
-                selection, gamma, previous=previous, threshold_fn=_threshold_fn()
-            )
-            return chosen.mask, chosen.threshold, state
-
-        def refreshed():
-            gamma = self._scheduled(self.ire_config.flat_fraction, step)
-            mask, tau, state = select(gamma, _xp.to_core([_xp.read(m) for m in masks]))
-            stats = ire_core.mask_statistics(mask)
-            return (
-                [ops.cast(_xp.from_core(m), "bool") for m in mask],
-                [ops.cast(_xp.from_core(s), a.dtype) for s, a in zip(state, averages)],
-                ops.cast(_xp.from_core(tau), "float32"),
-                ops.cast(_xp.from_core(stats.flat_fraction), "float32"),
-                ops.cast(_xp.from_core(stats.flat_count), self.mask_flat_count.dtype),
-                ops.convert_to_tensor(1, self.refresh_count.dtype),
-            )
-
-        def store(new_masks, new_averages, threshold, fraction, count, refreshed_now):
-            for variable, value in zip(masks + averages, list(new_masks) + list(new_averages)):
-                self.assign(variable, value)
-            self.assign(self.mask_threshold, threshold)
-            self.assign(self.mask_flat_fraction, fraction)
-            self.assign(self.mask_flat_count, count)
-            self.assign_add(self.refresh_count, refreshed_now)
-
-        if keras.backend.backend() == "jax":
-            # Stateless: the branches return values, assigned after the cond.
-            def kept():
-                return (
-                    [_xp.read(m) for m in masks],
-                    [_xp.read(a) for a in averages],
-                    _xp.read(self.mask_threshold),
-                    _xp.read(self.mask_flat_fraction),
-                    _xp.read(self.mask_flat_count),
-                    ops.convert_to_tensor(0, self.refresh_count.dtype),
-                )
-
-            store(*ops.cond(refresh, refreshed, kept))
-        else:
-            # The refresh writes the state inside its branch, so a step without
-            # one neither copies the masks nor rewrites the monitors.
-            def refresh_and_store():
-                store(*refreshed())
-                return ops.convert_to_tensor(True)
-
-            ops.cond(refresh, refresh_and_store, lambda: ops.convert_to_tensor(False))
+        refresh.refresh_if_due(
+            self,
+            due,
+            grads=[grads[i] for i in used],
+            weights=weights,
+            masks=masks,
+            averages=averages,
+            curvature=None if curvature is None else [curvature[i] for i in used],
+            before=before,
+            step=step,
+        )
         new_masks = [_xp.read(m) for m in masks]
         kappa = self._kappa(step, learning_rate)
         active = ops.convert_to_tensor(ire_core.is_active(step, self.ire_config.start_step))
@@ -608,48 +465,6 @@ class IRE(keras.optimizers.Optimizer):
             self.assign(weight, ops.cast(_xp.from_core(amplified), weight.dtype))
 
     # -- Pieces of the step ---------------------------------------------------
-
-    def _ranks_squares(self, curvature, weights) -> bool:
-        """Whether this refresh ranks ĥ = g² of a large model's gradients by
-        searching over g (:func:`_select_from_squares`): the ``"gradient"``
-        estimator, no curvature supplied, no average, and the exact threshold
-        searching in counting passes (under XLA, on JAX)."""
-        config = self.ire_config
-        n = sum(math.prod(w.shape) for w in weights)
-        return (
-            curvature is None
-            and isinstance(config.estimator, str) and config.estimator == "gradient"
-            and config.ema == 0
-            and _threshold_fn() is selection.exact_threshold
-            and n >= _SQUARES_MIN_SIZE
-            and selection.is_searched(n)
-        )
-
-    def _gradient_values(self, grads, weights):
-        """The gradients the step uses (accumulated, unscaled), dense, in at
-        least float32: what the ``"gradient"`` estimate squares."""
-        inner = self.inner_optimizer
-        grads = [_xp.dense(g, w.shape) for g, w in zip(grads, weights)]
-        if inner.gradient_accumulation_steps:
-            # The step uses the mean of the accumulated micro-batch gradients.
-            steps = inner.gradient_accumulation_steps
-            accumulated = [
-                _inner_hooks.accumulated_gradient(inner, w) for w in weights
-            ]
-            grads = [(g + ops.cast(_xp.read(a), g.dtype)) / steps for g, a in zip(grads, accumulated)]
-        if inner.loss_scale_factor is not None:
-            grads = [g / inner.loss_scale_factor for g in grads]
-        return [ops.cast(g, keras.backend.result_type("float32", g.dtype)) for g in grads]
-
-    def _gradient_estimate(self, grads, weights):
-        values = self._gradient_values(grads, weights)
-        return [_xp.from_core(h) for h in ire_core.squared(_xp.to_core(values))]
-
-    def _scheduled(self, schedule, step):
-        if callable(schedule):
-            value = schedule(ops.cast(step, keras.backend.floatx()))
-            return _xp.to_core([ops.cast(value, keras.backend.floatx())])[0]
-        return schedule
 
     def _kappa(self, step, learning_rate):
         config = self.ire_config
@@ -674,31 +489,8 @@ class IRE(keras.optimizers.Optimizer):
     # -- Serialization --------------------------------------------------------
 
     def get_config(self):
-        config = self.ire_config
-        return {
-            "name": self.name,
-            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-            "kappa": _serialize_schedule(config.kappa),
-            "flat_fraction": _serialize_schedule(config.flat_fraction),
-            "interval": config.interval,
-            "ema": config.ema,
-            "start_step": config.start_step,
-            "estimator": _serialize_schedule(config.estimator),
-            "num_probes": config.num_probes,
-            "kappa_follows_lr": config.kappa_follows_lr,
-            "peak_learning_rate": self.peak_learning_rate,
-            "rho": config.rho,
-            "adaptive": config.adaptive,
-            "seed": self.seed,
-        }
+        return _config.to_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        inner = keras.saving.deserialize_keras_object(
-            config.pop("inner_optimizer"), custom_objects=custom_objects
-        )
-        for key in ("kappa", "flat_fraction", "estimator"):
-            if key in config:
-                config[key] = _deserialize_schedule(config[key], custom_objects)
-        return cls(inner, **config)
+        return _config.from_config(cls, config, custom_objects)

@@ -9,12 +9,14 @@ import pytest
 
 MODULES = [
     "ire_keras",
+    "ire_keras._config",
     "ire_keras._xp",
     "ire_keras.autodiff",
     "ire_keras.callbacks",
     "ire_keras.estimators",
     "ire_keras.fused",
     "ire_keras.optimizer",
+    "ire_keras.refresh",
     "ire_keras.selection",
     "ire_keras.train_step",
 ]

@@ -69,9 +69,16 @@ def test_hooked_replaces_the_methods_for_the_step_and_restores_them():
                              apply_weight_decay=lambda variables: written.append("decay")):
         assert all(name in vars(inner) for name in _inner_hooks.HOOKED)
         inner.apply([keras.ops.ones(2)], [weight])
-    assert "sub" in written or "add" in written
     assert not any(name in vars(inner) for name in _inner_hooks.HOOKED)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [1.0, 1.0])  # all hooked
+    assert "decay" in written
+    if BACKEND == "torch":
+        # Keras on torch writes the step with its own torch._foreach kernels,
+        # which these methods do not see (why the fused step is TensorFlow's).
+        assert "sub" not in written and "add" not in written
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [0.9, 0.9])
+    else:
+        assert "sub" in written or "add" in written
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), [1.0, 1.0])  # all hooked
 
 
 def _train(inner, steps=4):

@@ -154,12 +154,11 @@ def test_fit_past_the_sorting_size_matches_reference_float64(float64, base, ema,
     assert ranked
 
 
-@pytest.mark.skipif(BACKEND == "torch", reason="Keras on torch ranks with ire_core, eagerly")
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras on torch ranks with ire_torch, eagerly")
 def test_a_refresh_over_g_equals_the_refresh_over_g_squared(float64, monkeypatch):
     # Where τ is searched (XLA; JAX), a large model's "gradient" refresh
     # ranks |g| and never holds g² in full: the same masks, bit for bit.
-    from ire_keras import optimizer as ire_optimizer
-    from ire_keras import selection
+    from ire_keras import refresh, selection
 
     calls = []
     of_squares = selection.exact_threshold_of_squares
@@ -167,7 +166,7 @@ def test_a_refresh_over_g_equals_the_refresh_over_g_squared(float64, monkeypatch
                         lambda *a: calls.append(1) or of_squares(*a))
 
     def trained(min_size):
-        monkeypatch.setattr(ire_optimizer, "_SQUARES_MIN_SIZE", min_size)
+        monkeypatch.setattr(refresh, "SQUARES_MIN_SIZE", min_size)
         x, y = regression_data(n=16, features=80, outputs=64)
         model = dense_model(features=80, outputs=64)
         model.compile(optimizer=ire_keras.IRE(CASES["adamw"][0](), kappa=1.5, flat_fraction=0.4,
