@@ -25,7 +25,7 @@ def squared(grads: Sequence) -> list:
 
 
 def hutchinson(probes: Sequence[Sequence], products: Sequence[Sequence]) -> list:
-    """ĥ = mean over probes of z ⊙ (H z) (signed; |·| is taken at selection).
+    """ĥ = mean over probes of z ⊙ (H z) (signed; ``|·|`` is taken at selection).
 
     Args:
       probes: ``probes[j][i]`` is probe j (Rademacher ±1) for tensor i.

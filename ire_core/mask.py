@@ -115,7 +115,7 @@ def select_flat_mask(
     """Marks the flattest fraction γ of all coordinates of the model.
 
     Args:
-      curvatures: per-tensor curvature estimates ĥ (any sign; |·| is taken).
+      curvatures: per-tensor curvature estimates ĥ (any sign; ``|·|`` is taken).
       flat_fraction: γ in [0, 1] (Python number or 0-d array).
       previous: the mask in force, kept when no estimate is finite. ``None``
         means "nothing flat".
@@ -180,7 +180,7 @@ def mask_at_threshold(curvature, found: FlatThreshold, k, previous):
     k = 0), or ``previous`` when no value of the model was finite.
 
     For a selection that finds τ without ranking ĥ itself (``ire_jax``
-    searches |g| for ĥ = g², never holding g² in full) and then writes the
+    searches ``|g|`` for ĥ = g², never holding g² in full) and then writes the
     mask from ĥ, tensor by tensor.
 
     Args:

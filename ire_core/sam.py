@@ -26,7 +26,7 @@ def sam_perturbation(
       grads: g = ∇L(θ), one array per parameter tensor.
       params: θ (only read when ``adaptive``).
       rho: the radius ρ >= 0.
-      adaptive: ASAM's scaling by T = |θ|.
+      adaptive: ASAM's scaling by ``T = |θ|``.
       eps: keeps the division finite when the gradient vanishes.
 
     Returns:

@@ -98,10 +98,11 @@ def sam_ire(
     Args:
       inner: the base optimizer (SGD in the paper).
       rho: SAM radius ρ >= 0.
-      adaptive: adaptive SAM (ASAM) with T = |θ|.
+      adaptive: adaptive SAM (ASAM) with ``T = |θ|``.
       sam_eps: added to the perturbation's norm.
-      kappa, flat_fraction, interval, ema, start_step, estimator, num_probes,
-        kappa_follows_lr, peak_lr, learning_rate, seed, threshold_fn: as in
+      kappa, flat_fraction, interval, ema, start_step, estimator: as in
+        :func:`ire_jax.ire`.
+      num_probes, kappa_follows_lr, peak_lr, learning_rate, seed, threshold_fn: as in
         :func:`ire_jax.ire`.
 
     Returns:

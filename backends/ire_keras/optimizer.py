@@ -62,7 +62,7 @@ class IRE(keras.optimizers.Optimizer):
 
     The mask rule, the combination, the curvature average and the schedules
     are ``ire_core``'s (``docs/algorithm.md``, The update rule and The flat
-    rule); the refresh runs in :mod:`ire_keras.refresh`. See ``docs/keras.md``.
+    rule); the refresh runs in ``ire_keras.refresh``. See ``docs/keras.md``.
 
     Args:
       inner_optimizer: the ``keras.optimizers.Optimizer`` whose steps are
@@ -294,7 +294,7 @@ class IRE(keras.optimizers.Optimizer):
 
     @property
     def refresh_due(self):
-        """A boolean tensor: whether the next ``apply`` refreshes the mask.
+        """Whether the next ``apply`` refreshes the mask, as a boolean tensor.
 
         Counts optimizer steps: with gradient accumulation on the inner
         optimizer, only the micro-step that updates the weights can refresh.

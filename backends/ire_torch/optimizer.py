@@ -107,7 +107,7 @@ class IRE(torch.optim.Optimizer):
       seed: seed of the native ``torch.Generator`` drawing probes and labels
         (kept in ``state_dict``).
       probes_fn: optional ``step -> probes`` supplying Hutchinson probes
-        (see :mod:`ire_torch.draws`).
+        (see ``ire_torch.draws``).
       label_uniforms_fn: optional ``step -> uniforms`` supplying the uniforms
         from which the ``fisher`` labels are drawn.
       sync_curvature: average curvature across ranks (``None``: whenever
@@ -115,13 +115,13 @@ class IRE(torch.optim.Optimizer):
       process_group: the group curvature is averaged over.
       fused_update: apply (1 + κ·P) inside the base update when the base is
         a plain ``torch.optim.SGD``, ``Adam`` or ``AdamW`` (see
-        :mod:`ire_torch.fused`): no copy of the parameters, the same result
+        ``ire_torch.fused``): no copy of the parameters, the same result
         up to rounding, the same state. ``False`` always takes the generic
         path (copy, base step, rescale the displacement), which every other
         base optimizer takes.
       threshold_fn: how τ is found at a refresh, ``(values, k) -> τ``
-        (see :mod:`ire_core.threshold`): ``None`` for the exact k-th
-        smallest (:func:`ire_torch.selection.exact_threshold`),
+        (see ``ire_core.threshold``): ``None`` for the exact k-th
+        smallest (``ire_torch.selection.exact_threshold``),
         ``ire_core.threshold.SampledThreshold()`` for a sampled
         quantile whose cost does not grow with the model,
         ``ire_core.HistogramThreshold(reduce=...)`` for sharded models.

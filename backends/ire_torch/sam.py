@@ -41,7 +41,7 @@ class SAMIRE(IRE):
       base_optimizer: a ``torch.optim.Optimizer`` class (built on ``params``
         with ``**kwargs``) or an instance.
       rho: the SAM radius ρ >= 0.
-      adaptive: adaptive SAM (ASAM), scaling the ascent by |θ|.
+      adaptive: adaptive SAM (ASAM), scaling the ascent by ``|θ|``.
       sam_eps: added to the norm of the ascent direction.
       **kwargs: IRE keywords (``kappa``, ``flat_fraction``, …) and, when
         ``base_optimizer`` is a class, its arguments (``lr``, ``momentum``, …).
