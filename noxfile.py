@@ -1,14 +1,17 @@
 """The cross-framework test matrix.
 
 ``nox`` runs the default sessions (lint, core, torch, jax, keras on each Keras
-backend, conformance, the benchmarks' quick modes); ``nox -s demo`` runs the
-main job; ``nox -s docs`` runs the examples in ``docs/``.
+backend, conformance, the benchmarks' quick modes, the docs site); ``nox -s
+demo`` runs the main job; ``nox -s docs`` runs the examples in ``docs/`` and
+builds and checks the site (``docs/_build/html/index.html``).
 
 Every environment installs torch as exactly the version in
 ``constraints.txt`` (a CPU build kept on local disk).
 """
 
 from __future__ import annotations
+
+import shutil
 
 import nox
 
@@ -108,8 +111,17 @@ def demo(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.demo", *session.posargs, env=QUIET_ENV)
 
 
-@nox.session(default=False)
+@nox.session
 def docs(session: nox.Session) -> None:
-    """Doctests of the docs pages."""
-    install(session, "all")
-    session.run("python", "-m", "pytest", "--doctest-glob=*.md", "docs", env=QUIET_ENV)
+    """The documentation site: runs every example of the pages (doctests),
+    builds the site with warnings as errors (``docs/_build/html``), then checks
+    its links, its API entries and its pages in headless Chromium
+    (``tests/docs``)."""
+    install(session, "all", "docs")
+    env = {**QUIET_ENV, "KERAS_BACKEND": "tensorflow"}  # the API pages import ire_keras
+    session.run("python", "-m", "pytest", "--doctest-glob=*.md", "docs", env=env)
+    html = "docs/_build/html"
+    # A fresh build: an incremental one re-reads, and so re-checks, only changed pages.
+    shutil.rmtree(html, ignore_errors=True)
+    session.run("sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", html, env=env)
+    session.run("python", "-m", "pytest", "tests/docs", env={**env, "IRE_DOCS_HTML": html})
