@@ -18,6 +18,7 @@ from ire_core.config import check_bool, check_kappa, check_positive
 
 from ._checks import as_scalar_loss, check_optimizer
 from .amplify import apply_amplification, snapshot
+from .checkpoint import ire_state, load_ire_state
 from .distributed import CurvatureSync
 from .draws import Draws
 from .estimators import CurvatureInputs, check_sources, estimate_curvature
@@ -439,26 +440,12 @@ class IRE(torch.optim.Optimizer):
         """The base optimizer's ``state_dict`` plus an ``"ire"`` entry.
 
         ``"ire"`` holds the step counter, the masks and curvature averages
-        (keyed by parameter index, as ``"state"``), the last threshold and
-        the generator state, so a resumed run continues bit-identically.
+        (keyed by parameter index, as ``"state"``), the last refresh and the
+        generator state (``ire_torch.checkpoint``), so a resumed run continues
+        bit-identically.
         """
         saved = self.base_optimizer.state_dict()
-        index = {id(p): i for i, p in enumerate(self._all_params())}
-        last = None
-        if self._last_refresh is not None:
-            step, threshold, params = self._last_refresh
-            last = {"step": step, "threshold": threshold, "params": [index[id(p)] for p in params]}
-        saved["ire"] = {
-            "step": self._ire_step,
-            "refreshes": self._refreshes,
-            "masks": {index[id(p)]: e["mask"] for p, e in self._ire_state.items()},
-            "curvature": {
-                index[id(p)]: e["curvature"] for p, e in self._ire_state.items()
-                if "curvature" in e
-            },
-            "last_refresh": last,
-            "draws": self._draws.state_dict(),
-        }
+        saved["ire"] = ire_state(self)
         return saved
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -472,24 +459,8 @@ class IRE(torch.optim.Optimizer):
         self.base_optimizer.load_state_dict(state_dict)
         self._link()
         self._reset_ire_state()
-        if saved is None:
-            return
-        params = self._all_params()
-        masks, curvature = saved["masks"], saved["curvature"]
-        for i, mask in masks.items():
-            p = params[int(i)]
-            entry = {"mask": mask.to(device=p.device, dtype=torch.bool)}
-            if i in curvature:
-                entry["curvature"] = curvature[i].to(device=p.device)
-            self._ire_state[p] = entry
-        self._ire_step = int(saved["step"])
-        self._refreshes = int(saved["refreshes"])
-        last = saved["last_refresh"]
-        if last is not None:
-            self._last_refresh = (
-                last["step"], last["threshold"], [params[int(i)] for i in last["params"]]
-            )
-        self._draws.load_state_dict(saved["draws"])
+        if saved is not None:
+            load_ire_state(self, saved)
 
     def __getstate__(self) -> dict:
         # The whole object (base optimizer, IRE state, draws) travels with

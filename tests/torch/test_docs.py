@@ -17,6 +17,7 @@ MODULES = [
     "ire_torch.amplify",
     "ire_torch.autodiff",
     "ire_torch.bases",
+    "ire_torch.checkpoint",
     "ire_torch.distributed",
     "ire_torch.draws",
     "ire_torch.estimators",
