@@ -219,6 +219,25 @@ class SampledThreshold:
         return rank([drawn], xp.clip(sampled_k, 0, m))
 
 
+def with_exact_rank(threshold_fn: Callable, rank_fn: Callable) -> Callable:
+    """``threshold_fn``, with ``rank_fn`` ranking its sample where it names no
+    ranking of its own.
+
+    A :class:`SampledThreshold` built without ``rank_fn`` ranks its sample
+    with the reference :func:`exact_threshold`; a backend hands it its own
+    fast exact threshold here, with the same answer. Any other
+    ``threshold_fn`` is returned as it is.
+
+    Example:
+      >>> sampled = with_exact_rank(SampledThreshold(sample=64), exact_threshold)
+      >>> sampled.rank_fn is exact_threshold, with_exact_rank(max, exact_threshold) is max
+      (True, True)
+    """
+    if isinstance(threshold_fn, SampledThreshold) and threshold_fn.rank_fn is None:
+        return SampledThreshold(threshold_fn.sample, rank_fn=rank_fn)
+    return threshold_fn
+
+
 def _sum_all(xp, arrays):
     return xp.sum(xp.stack([xp.sum(a) for a in arrays]))
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from ire_core import IREConfig
-from ire_core.threshold import SampledThreshold
+from ire_core.threshold import with_exact_rank
 
 from .selection import exact_threshold
 
@@ -205,9 +205,8 @@ def resolve(
         raise ValueError(
             f"threshold_fn must be a callable (values, k) -> threshold or None, got {threshold_fn!r}"
         )
-    elif isinstance(threshold_fn, SampledThreshold) and threshold_fn.rank_fn is None:
-        # Its sample is ranked by the bit-pattern search, not by XLA's sort.
-        threshold_fn = SampledThreshold(threshold_fn.sample, rank_fn=exact_threshold)
+    else:  # a SampledThreshold's sample is ranked by the bit-pattern search, not XLA's sort
+        threshold_fn = with_exact_rank(threshold_fn, exact_threshold)
     return Hyperparams(
         config,
         interval,

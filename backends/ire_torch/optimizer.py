@@ -15,6 +15,7 @@ import torch
 import ire_core
 from ire_core import IREConfig
 from ire_core.config import check_bool, check_kappa, check_positive
+from ire_core.threshold import with_exact_rank
 
 from ._checks import as_scalar_loss, check_optimizer
 from .amplify import apply_amplification, snapshot
@@ -194,7 +195,8 @@ class IRE(torch.optim.Optimizer):
         self.base_optimizer = base_optimizer
         self._peak_lr = peak_lr
         self.fused_update = fused_update
-        self._threshold_fn = threshold_fn or exact_threshold
+        # A SampledThreshold's sample is ranked by this backend's search, not the reference sort.
+        self._threshold_fn = with_exact_rank(threshold_fn or exact_threshold, exact_threshold)
         self._draws = Draws(seed, probes_fn, label_uniforms_fn)
         self._sync = CurvatureSync(sync_curvature, process_group)
         self._sources: tuple = (None, None)

@@ -9,7 +9,8 @@ torch device of the run), the rows time:
   ``ire_torch.selection.select_flat_mask``, the selection ire_torch runs at
   a refresh, with its exact threshold, on separate tensors or on views of
   one buffer (as ire_torch's estimators write the curvature), and with
-  ``ire_core.SampledThreshold``;
+  ``ire_core.SampledThreshold`` ranking its sample as ire_torch does
+  (``ire_core.threshold.with_exact_rank``);
 * ``exact threshold only`` / ``sampled threshold only`` / ``histogram
   threshold only``: the threshold alone
   (``ire_torch.selection.exact_threshold``, ``ire_core.SampledThreshold``,
@@ -37,6 +38,7 @@ def selection_rows(sz: Sizes, threads: int, device: str = "cpu") -> list[dict]:
     import torch
 
     import ire_core
+    from ire_core.threshold import with_exact_rank
     from ire_torch.selection import exact_threshold, select_flat_mask
 
     torch.set_num_threads(threads)
@@ -50,7 +52,8 @@ def selection_rows(sz: Sizes, threads: int, device: str = "cpu") -> list[dict]:
     # Parameters of its own: the two optimizers never step the same tensors.
     fused = _adamw(curvature, generator, device, fused=True)
     k = ire_core.flat_count(GAMMA, n)
-    sampled, histogram = ire_core.SampledThreshold(), ire_core.HistogramThreshold()
+    sampled = with_exact_rank(ire_core.SampledThreshold(), exact_threshold)
+    histogram = ire_core.HistogramThreshold()
     runs = {
         "AdamW step, fused=True": fused.step,
         "select_flat_mask, exact": lambda: select_flat_mask(curvature, GAMMA),

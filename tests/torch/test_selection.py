@@ -12,7 +12,7 @@ from torch_cases import large_values
 
 import ire_core
 from ire_core.threshold import SampledThreshold
-from ire_torch import _bit_histograms, selection
+from ire_torch import AdamWIRE, _bit_histograms, selection
 from ire_torch._bit_histograms import kth_smallest, member_positions
 
 
@@ -447,3 +447,17 @@ def test_the_optimizer_selects_with_the_torch_selection(monkeypatch):
     opt.step()
     assert [c["threshold_fn"] for c in calls] == [selection.exact_threshold]
     assert opt.mask_stats().flat_count == int(0.5 * 15)
+
+
+def test_a_sampled_threshold_ranks_its_sample_with_the_torch_search(monkeypatch):
+    calls = []
+    search = selection._kth_smallest
+    monkeypatch.setattr(selection, "_kth_smallest",
+                        lambda values, k: calls.append(k) or search(values, k))
+    param = torch.nn.Parameter(torch.ones(1000))
+    opt = AdamWIRE([param], lr=0.1, flat_fraction=0.5,
+                   threshold_fn=SampledThreshold(sample=64))
+    param.grad = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+    opt.step()
+    assert calls == [32]  # the sample's rank ⌈k·m/N⌉, ranked by ire_torch's search
+    assert abs(opt.mask_stats().flat_count - 500) < 200
