@@ -62,8 +62,9 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def jax(session: nox.Session) -> None:
-    """ire_jax (optax transformations), x64 and 2-device CPU mesh tests."""
-    install(session, "jax", "test")
+    """ire_jax (optax transformations), x64 and 2-device CPU mesh tests, and
+    docs/jax.md, whose flax recipes need flax."""
+    install(session, "jax", "test", more=("flax>=0.12.8",))
     pytest(session, "tests/jax", "tests/readme/test_readme_jax.py")
 
 
